@@ -1,0 +1,77 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Module layout (lightest first):
+//   IoMTCore     pure value types: readings, ids, time, byte reading. No syscalls beyond the clock and RNG.
+//   IoMTConfig   YAML configuration with key-path errors (Yams).
+//   IoMTBuffer   the durable store-and-forward buffer (SQLite, WAL).
+//   IoMTUplink   the MQTT client (libmosquitto).
+//   IoMTSources  reading sources (simulators now; serial and BLE later).
+//   IoMTAgent    wiring: ingest, forwarder, status, the run loop.
+//   iomt-agent   a thin command-line executable over IoMTAgent.
+let package = Package(
+    name: "iomt-agent",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "iomt-agent", targets: ["iomt-agent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        .systemLibrary(
+            name: "CMosquitto",
+            pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]
+        ),
+        .target(name: "IoMTCore"),
+        .target(
+            name: "IoMTConfig",
+            dependencies: ["IoMTCore", .product(name: "Yams", package: "Yams")]
+        ),
+        .target(
+            name: "IoMTBuffer",
+            dependencies: ["IoMTCore", "CSQLite", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "IoMTUplink",
+            dependencies: ["IoMTCore", "CMosquitto", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(name: "IoMTSources", dependencies: ["IoMTCore"]),
+        .target(
+            name: "IoMTAgent",
+            dependencies: [
+                "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "iomt-agent",
+            dependencies: [
+                "IoMTAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Helpers for tests only: start a real mosquitto on loopback, temp dirs, child processes.
+        .target(name: "IoMTTestSupport", dependencies: ["IoMTCore"]),
+        .testTarget(name: "IoMTCoreTests", dependencies: ["IoMTCore"]),
+        .testTarget(name: "IoMTConfigTests", dependencies: ["IoMTConfig"]),
+        .testTarget(name: "IoMTBufferTests", dependencies: ["IoMTBuffer", "IoMTTestSupport"]),
+        .testTarget(name: "IoMTUplinkTests", dependencies: ["IoMTUplink", "IoMTTestSupport"]),
+        .testTarget(
+            name: "IoMTAgentTests",
+            dependencies: ["IoMTAgent", "IoMTTestSupport"],
+            resources: []
+        ),
+    ]
+)

@@ -1,0 +1,57 @@
+/// What kind of message the buffer holds. Open set (`RawRepresentable`), stored as an integer.
+public struct MessageKind: RawRepresentable, Hashable, Sendable {
+    public var rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let reading = MessageKind(rawValue: 1)
+    public static let gap = MessageKind(rawValue: 2)
+    public static let alert = MessageKind(rawValue: 3)
+    public static let event = MessageKind(rawValue: 4)
+}
+
+/// A message ready for the uplink: rendered payload, topic and the identity needed for
+/// de-duplication and gap accounting. This is the unit the durable buffer stores.
+public struct OutgoingMessage: Hashable, Sendable {
+    /// For a reading, the reading id. Sent as the `reading-id` MQTT 5 user property.
+    public var id: ReadingID
+    public var kind: MessageKind
+    public var topic: String
+    public var payload: [UInt8]
+    public var deviceID: String?
+    public var sequence: UInt64?
+    /// Higher goes first (alerts and gap records ahead of the reading backlog).
+    public var priority: UInt8
+    public var createdAt: Timestamp
+
+    public init(id: ReadingID, kind: MessageKind, topic: String, payload: [UInt8], deviceID: String?,
+                sequence: UInt64?, priority: UInt8 = 0, createdAt: Timestamp) {
+        self.id = id
+        self.kind = kind
+        self.topic = topic
+        self.payload = payload
+        self.deviceID = deviceID
+        self.sequence = sequence
+        self.priority = priority
+        self.createdAt = createdAt
+    }
+}
+
+/// The result of handing a reading to the gateway.
+public enum IngestOutcome: Hashable, Sendable {
+    /// Durable on disk (its transaction committed), with the id and sequence number given to it.
+    case accepted(id: ReadingID, sequence: UInt64)
+    /// Not stored; counted as lost with this sequence number and reason (a gap record follows).
+    case lost(sequence: UInt64, reason: LossReason)
+}
+
+/// Where sources hand their readings. `submit` returns once the reading is durable or lost:
+/// a source that awaits it sees back-pressure.
+public protocol ReadingSink: Sendable {
+    func submit(_ reading: DeviceReading) async -> IngestOutcome
+}
+
+/// A source of readings: a simulator, a serial port, a BLE link. Runs until cancelled or done.
+public protocol ReadingSource: Sendable {
+    /// Stable id used in logs and status (the device id for single-device sources).
+    var sourceID: String { get }
+    func run(into sink: any ReadingSink) async throws
+}

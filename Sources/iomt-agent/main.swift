@@ -1,0 +1,1 @@
+print("iomt-agent: not built yet")
