@@ -1,0 +1,228 @@
+import IoMTCore
+import Logging
+
+/// What the forwarder needs from the MQTT client (`IoMTUplink.MQTTClient` in the agent).
+public protocol MessageLink: Sendable {
+    /// Queues one publish; returns its packet id. Throws when it cannot be queued at all.
+    func publish(topic: String, payload: [UInt8], qos: Int32, retain: Bool,
+                 userProperties: [(String, String)]) async throws -> Int32
+}
+
+/// Events the forwarder reacts to, translated from the MQTT client's events.
+public enum LinkEvent: Sendable {
+    case connected(broker: String)
+    case disconnected(reason: String)
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) with a success reason code: the broker has it.
+    case acknowledged(mid: Int32)
+    /// The broker answered with an error reason code (MQTT 5 §3.4.2.1): not delivered.
+    case refused(mid: Int32, reason: String)
+}
+
+/// Feeds the MQTT client from the durable buffer through a bounded window of in-flight
+/// publishes, and deletes a message from the buffer only once the broker acknowledged it.
+///
+/// - The window: at most `window` unacknowledged publishes; each acknowledgement frees a slot
+///   that is refilled at once (not one at a time, not unbounded).
+/// - Acks are deleted in batches (one transaction per pump turn), so draining does not cost
+///   one fsync per message. A crash between PUBACK and the delete means that message is sent
+///   again after restart, with the same id: a duplicate a consumer recognises, never a loss.
+/// - Reconnects: publishes that were in flight stay leased; libmosquitto retransmits them on
+///   the new connection (MQTT 5.0 §4.4), so they are not republished from here.
+/// - `live-first`: rows written before the latest (re)connection are backlog; they take at
+///   most `backlogSlots` of the window, live rows the rest, and are marked as backlog.
+public actor Forwarder {
+    public enum Order: Sendable, Equatable { case fifo, liveFirst(backlogShare: Double) }
+
+    public struct Settings: Sendable {
+        public var window: Int
+        public var qos: Int32
+        public var order: Order
+        /// How long a message the broker refused waits before it is offered again.
+        public var refusedRetryDelay: Duration
+        public init(window: Int, qos: Int32, order: Order, refusedRetryDelay: Duration = .seconds(30)) {
+            self.window = max(1, window)
+            self.qos = qos
+            self.order = order
+            self.refusedRetryDelay = refusedRetryDelay
+        }
+    }
+
+    private struct InFlight {
+        var token: StoreToken
+        var isBacklog: Bool
+        var sentAt: Int64
+    }
+
+    private let store: any DurableStore
+    private let link: any MessageLink
+    private let settings: Settings
+    private let logger: Logger
+    public nonisolated let doorbell = Doorbell()
+
+    private var connected = false
+    private var inflight: [Int32: InFlight] = [:]
+    private var backlogInFlight = 0
+    /// Live-first: rows with id <= this are backlog. Nil when there is no backlog.
+    private var backlogBoundary: Int64?
+    private var pendingAcks: [StoreToken] = []
+    private var delivered: UInt64 = 0
+    private var refused: UInt64 = 0
+    private var latencyObserver: (@Sendable (Int64) -> Void)?
+
+    public init(store: any DurableStore, link: any MessageLink, settings: Settings, logger: Logger) {
+        self.store = store
+        self.link = link
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// For the benchmark: called with milliseconds from publish to acknowledgement.
+    public func observeLatency(_ observer: @escaping @Sendable (Int64) -> Void) {
+        latencyObserver = observer
+    }
+
+    public var isConnected: Bool { connected }
+    public var inFlightCount: Int { inflight.count }
+    public var deliveredCount: UInt64 { delivered }
+
+    public func handle(_ event: LinkEvent) async {
+        switch event {
+        case .connected(let broker):
+            connected = true
+            logger.info("uplink connected", metadata: ["broker": "\(broker)"])
+            if case .liveFirst = settings.order {
+                // Everything already stored (and not in flight) is backlog from now on.
+                if let maxRow = try? await store.maxRowID(), maxRow > 0 {
+                    backlogBoundary = max(backlogBoundary ?? 0, maxRow)
+                }
+            }
+            doorbell.ring()
+        case .disconnected(let reason):
+            if connected { logger.warning("uplink disconnected", metadata: ["reason": "\(reason)"]) }
+            connected = false
+        case .acknowledged(let mid):
+            guard let entry = inflight.removeValue(forKey: mid) else { return } // e.g. a status publish
+            if entry.isBacklog { backlogInFlight -= 1 }
+            pendingAcks.append(entry.token)
+            delivered += 1
+            latencyObserver?(monotonicMilliseconds() - entry.sentAt)
+            doorbell.ring()
+        case .refused(let mid, let reason):
+            guard let entry = inflight.removeValue(forKey: mid) else { return }
+            if entry.isBacklog { backlogInFlight -= 1 }
+            refused += 1
+            logger.error("broker refused a message; it stays buffered and is retried",
+                         metadata: ["reason": "\(reason)", "retry_in": "\(settings.refusedRetryDelay)"])
+            let token = entry.token
+            let delay = settings.refusedRetryDelay
+            Task { [store, doorbell] in
+                try? await Task.sleep(for: delay)
+                await store.release([token])
+                doorbell.ring()
+            }
+        }
+    }
+
+    /// The pump: on every ring, delete acknowledged messages, then refill the window.
+    public func run() async {
+        for await _ in doorbell.rings {
+            await flushAcks()
+            await fillWindow()
+        }
+        await flushAcks()
+    }
+
+    /// Deletes acknowledged messages (one transaction). On failure they stay buffered and are
+    /// retried on the next turn; the worst case is a redelivery, never a loss.
+    public func flushAcks() async {
+        guard !pendingAcks.isEmpty else { return }
+        let batch = pendingAcks
+        pendingAcks.removeAll(keepingCapacity: true)
+        do {
+            try await store.ack(batch)
+        } catch {
+            logger.error("could not delete acknowledged messages; will retry", metadata: ["error": "\(error)"])
+            pendingAcks.append(contentsOf: batch)
+        }
+    }
+
+    private func fillWindow() async {
+        while connected {
+            let free = settings.window - inflight.count
+            guard free > 0 else { return }
+            let batch: [(LeasedMessage, Bool)]
+            do {
+                batch = try await nextBatch(free: free)
+            } catch {
+                logger.error("could not read from the buffer", metadata: ["error": "\(error)"])
+                return
+            }
+            guard !batch.isEmpty else { return }
+            for (index, (leased, isBacklog)) in batch.enumerated() {
+                guard connected else {
+                    await store.release(batch[index...].map { $0.0.token })
+                    return
+                }
+                await send(leased, isBacklog: isBacklog)
+            }
+        }
+    }
+
+    private func nextBatch(free: Int) async throws -> [(LeasedMessage, Bool)] {
+        guard case .liveFirst(let share) = settings.order, let boundary = backlogBoundary else {
+            return try await store.lease(limit: free, after: nil, upTo: nil).map { ($0, false) }
+        }
+        let live = try await store.lease(limit: free, after: boundary, upTo: nil)
+        let backlogSlots = max(1, Int((Double(settings.window) * share).rounded(.down)))
+        let backlogFree = min(free - live.count, backlogSlots - backlogInFlight)
+        var backlog: [LeasedMessage] = []
+        if backlogFree > 0 {
+            backlog = try await store.lease(limit: backlogFree, after: nil, upTo: boundary)
+            if backlog.isEmpty && backlogInFlight == 0 {
+                logger.info("backlog drained")
+                backlogBoundary = nil
+            }
+        }
+        return live.map { ($0, false) } + backlog.map { ($0, true) }
+    }
+
+    private func send(_ leased: LeasedMessage, isBacklog: Bool) async {
+        let m = leased.message
+        var properties: [(String, String)] = [("reading-id", m.id.description), ("kind", Forwarder.kindName(m.kind))]
+        var payload = m.payload
+        if isBacklog {
+            properties.append(("backlog", "true"))
+            payload = Forwarder.markBacklog(payload)
+        }
+        do {
+            let mid = try await link.publish(topic: m.topic, payload: payload, qos: settings.qos, retain: false,
+                                             userProperties: properties)
+            inflight[mid] = InFlight(token: leased.token, isBacklog: isBacklog, sentAt: monotonicMilliseconds())
+            if isBacklog { backlogInFlight += 1 }
+        } catch {
+            logger.warning("publish not queued; message stays buffered", metadata: ["error": "\(error)"])
+            await store.release([leased.token])
+            connected = false
+        }
+    }
+
+    static func kindName(_ kind: MessageKind) -> String {
+        switch kind {
+        case .reading: "reading"
+        case .gap: "gap"
+        case .alert: "alert"
+        case .event: "event"
+        default: "kind-\(kind.rawValue)"
+        }
+    }
+
+    /// Adds `"backlog":true` as the first member of a JSON object payload; anything else is
+    /// returned unchanged (the `backlog` user property still marks it under MQTT 5).
+    static func markBacklog(_ payload: [UInt8]) -> [UInt8] {
+        guard payload.first == UInt8(ascii: "{"), payload.count > 2 else { return payload }
+        var out = Array(#"{"backlog":true,"#.utf8)
+        out.reserveCapacity(payload.count + out.count)
+        out.append(contentsOf: payload.dropFirst())
+        return out
+    }
+}

@@ -1,0 +1,35 @@
+import IoMTCore
+
+/// The MQTT topic layout under the configured prefix (default `iomt/<gateway-id>`).
+///
+/// - `<prefix>/readings/<device-id>`: one message per reading (QoS 1 or 2, not retained).
+/// - `<prefix>/status`: retained gateway status: `online` with health, or `offline` (Last Will).
+/// - `<prefix>/status/gaps`: gap records, one per run of lost readings of a device.
+/// - `<prefix>/alerts/...`: reserved for alerts.
+public struct Topics: Sendable, Equatable {
+    public let prefix: String
+
+    public init(prefix: String) { self.prefix = prefix }
+
+    public var status: String { "\(prefix)/status" }
+    public var gaps: String { "\(prefix)/status/gaps" }
+
+    public func readings(deviceID: String) -> String {
+        "\(prefix)/readings/\(Topics.level(deviceID))"
+    }
+
+    /// Makes a value safe as one topic level: `/`, `+`, `#`, NUL and control characters
+    /// become `_` (MQTT 5.0 §4.7: wildcards are not allowed in a topic name).
+    public static func level(_ s: String) -> String {
+        var out = ""
+        out.reserveCapacity(s.utf8.count)
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "/", "+", "#": out.append("_")
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F: out.append("_")
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out.isEmpty ? "_" : out
+    }
+}

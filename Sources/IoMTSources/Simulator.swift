@@ -1,0 +1,112 @@
+import IoMTCore
+
+/// The device profiles the built-in simulator can play.
+public enum SimulatedProfile: String, Sendable, CaseIterable {
+    case pulseOximeter = "pulse-oximeter"
+    case bloodPressure = "blood-pressure"
+    case thermometer = "thermometer"
+}
+
+/// A simulated device: deterministic readings (a function of `seed` and the reading's index)
+/// at a fixed rate, optionally stopping after `count`. It feeds the demo and the tests, and
+/// stands in for real devices behind the same `ReadingSource` interface.
+///
+/// Pacing: reading *n* is due at `start + n / rate`; a source that falls behind (because the
+/// sink applied back-pressure) does not burst to catch up beyond the readings already due.
+public struct SimulatorSource: ReadingSource {
+    public let device: DeviceRef
+    public let patientID: String
+    public let rate: Double
+    public let count: Int?
+    public let seed: UInt64
+    public let clock: any WallClock
+
+    public var sourceID: String { device.id }
+
+    public init(id: String, profile: SimulatedProfile, patientID: String, rate: Double, count: Int?,
+                seed: UInt64, clock: any WallClock = SystemWallClock()) {
+        self.device = DeviceRef(id: id, profile: profile.rawValue, transport: .simulated,
+                                serialNumber: "SIM-\(profile.rawValue)-\(seed)")
+        self.patientID = patientID
+        self.rate = rate
+        self.count = count
+        self.seed = seed
+        self.clock = clock
+    }
+
+    public var profile: SimulatedProfile { SimulatedProfile(rawValue: device.profile) ?? .pulseOximeter }
+
+    public func run(into sink: any ReadingSink) async throws {
+        let period = Duration.nanoseconds(Int64((1e9 / max(rate, 0.001)).rounded()))
+        let monotonic = ContinuousClock()
+        let start = monotonic.now
+        var index = 0
+        while count.map({ index < $0 }) ?? true {
+            try Task.checkCancellation()
+            let due = start.advanced(by: period * index)
+            if due > monotonic.now { try await Task.sleep(until: due, clock: monotonic) }
+            _ = await sink.submit(reading(index: index, at: clock.now()))
+            index += 1
+        }
+    }
+
+    /// The reading with this index, measured at `time`. Pure: the same inputs give the same reading.
+    public func reading(index: Int, at time: Timestamp) -> DeviceReading {
+        var rng = SimulationRandom(seed: seed &* 0x9E37_79B9 &+ UInt64(index))
+        let observations: [Observation]
+        switch profile {
+        case .pulseOximeter:
+            // Every 40th reading the "finger is out": no number, a status instead.
+            if index % 40 == 39 {
+                observations = [
+                    Observation(code: .pulseOximetrySpO2, value: .unavailable(.sensorOff), unit: .percent),
+                    Observation(code: .pulseOximetryPulseRate, value: .unavailable(.sensorOff), unit: .perMinute),
+                ]
+            } else {
+                let pulse = 60 + Double(rng.next() % 30)
+                // A 75 Hz pleth batch covering one second, shaped by the pulse rate.
+                let samples = (0..<75).map { i -> Double in
+                    let phase = Double(i) / 75 * pulse / 60
+                    let frac = phase - phase.rounded(.down)
+                    return (frac < 0.3 ? frac / 0.3 : (1 - frac) / 0.7) * 100
+                }.map { ($0 * 10).rounded() / 10 }
+                observations = [
+                    Observation(code: .pulseOximetrySpO2, value: .numeric(Double(94 + rng.next() % 6)), unit: .percent),
+                    Observation(code: .pulseOximetryPulseRate, value: .numeric(pulse), unit: .perMinute),
+                    Observation(code: .pulseOximetryPerfusionIndex, value: .numeric(Double(10 + rng.next() % 40) / 10), unit: .percent),
+                    Observation(code: .pulseOximetryPleth, value: .waveform(samples: samples, samplePeriodMilliseconds: 1000.0 / 75),
+                                unit: .dimensionless),
+                ]
+            }
+        case .bloodPressure:
+            let systolic = Double(110 + rng.next() % 30)
+            let diastolic = Double(70 + rng.next() % 20)
+            let mean = ((systolic + 2 * diastolic) / 3 * 10).rounded() / 10
+            observations = [
+                Observation(code: .systolic, value: .numeric(systolic), unit: .millimetreMercury),
+                Observation(code: .diastolic, value: .numeric(diastolic), unit: .millimetreMercury),
+                Observation(code: .meanArterialPressure, value: .numeric(mean), unit: .millimetreMercury),
+                Observation(code: .pulseRateNonInvasive, value: .numeric(Double(60 + rng.next() % 30)), unit: .perMinute),
+            ]
+        case .thermometer:
+            observations = [
+                Observation(code: .bodyTemperature, value: .numeric(Double(364 + rng.next() % 10) / 10), unit: .celsius),
+            ]
+        }
+        return DeviceReading(device: device, patientID: patientID, measuredAt: time, receivedAt: time,
+                             timeQuality: .simulated, observations: observations)
+    }
+}
+
+/// SplitMix64: small, fast, and the same on every platform (deterministic simulations).
+struct SimulationRandom: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
