@@ -152,6 +152,11 @@ public actor SQLiteBuffer {
         try store.stats()
     }
 
+    /// Test hook: true when called on the dedicated storage thread (not the cooperative pool).
+    func _isOnStorageThread() -> Bool {
+        executor.isIsolatingCurrentContext() == true
+    }
+
     /// Test hook: caps the database size in pages (`PRAGMA max_page_count`) to provoke `SQLITE_FULL`.
     func _setMaxPageCount(_ pages: Int) throws(BufferError) {
         try store.setMaxPageCount(pages)
