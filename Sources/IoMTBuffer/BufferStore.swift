@@ -1,0 +1,636 @@
+import CSQLite
+import IoMTCore
+import Logging
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Everything the store needs to open; built by the actor, handed to the storage thread.
+struct BufferConfig: Sendable {
+    var path: String
+    var maxBytes: Int64
+    var onFull: OnFullPolicy
+    var gatewayID: String
+    var gapTopic: String
+    var logger: Logger?
+    var clock: any WallClock
+}
+
+/// Schema version written to `PRAGMA user_version`.
+let bufferSchemaVersion: Int32 = 1
+
+private let schemaV1 = """
+CREATE TABLE messages(
+    row_id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    id_high    INTEGER NOT NULL,
+    id_low     INTEGER NOT NULL,
+    kind       INTEGER NOT NULL,
+    priority   INTEGER NOT NULL,
+    device_id  TEXT,
+    sequence   INTEGER,
+    created_at INTEGER NOT NULL,
+    size       INTEGER NOT NULL,
+    topic      TEXT NOT NULL,
+    payload    BLOB NOT NULL
+);
+CREATE INDEX messages_by_priority ON messages(priority);
+CREATE TABLE gaps(
+    gap_id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id_high        INTEGER NOT NULL,
+    id_low         INTEGER NOT NULL,
+    device_id      TEXT NOT NULL,
+    first_sequence INTEGER NOT NULL,
+    last_sequence  INTEGER NOT NULL,
+    count          INTEGER NOT NULL,
+    reason         TEXT NOT NULL,
+    first_lost_at  INTEGER NOT NULL,
+    last_lost_at   INTEGER NOT NULL
+);
+CREATE INDEX gaps_by_device ON gaps(device_id);
+CREATE TABLE device_state(
+    device_id     TEXT PRIMARY KEY NOT NULL,
+    last_sequence INTEGER NOT NULL DEFAULT 0,
+    lost_total    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+"""
+
+private let messageColumns = "row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload"
+private let gapColumns = "gap_id, id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at"
+
+/// The synchronous core of the buffer. Owned by `SQLiteBuffer` and only used on its thread.
+final class BufferStore {
+    let config: BufferConfig
+    private let conn: SQLiteConnection
+    /// Where a corrupt database was moved at open.
+    let recoveredFromCorruption: String?
+    /// Rows copied out of the corrupt database into the fresh one.
+    let salvagedRows: Int
+
+    /// In-memory accounting, restored from a snapshot when a transaction fails.
+    private struct Accounting {
+        var bytes: Int64 = 0
+        var count = 0
+        var priorityCounts: [UInt8: Int] = [:]
+        var lastRowID: Int64 = 0
+        var lostTotals: [String: UInt64] = [:]
+    }
+    private var acct = Accounting()
+    private var leasedMessages = Set<Int64>()
+    private var leasedGaps = Set<Int64>()
+    /// Gap rows that may already have been published under their id, so they must not grow:
+    /// every gap row that existed at open (`gap_id <= sealedGapsUpTo`) and every one leased since.
+    private var sealedGaps = Set<Int64>()
+    private var sealedGapsUpTo: Int64 = 0
+    private var idGenerator = ReadingIDGenerator()
+
+    // MARK: open
+
+    static func open(_ config: BufferConfig) throws(BufferError) -> BufferStore {
+        let path = config.path
+        guard config.maxBytes > 0 else {
+            throw BufferError.invalidConfiguration(path: path, detail: "buffer.max_bytes must be positive (got \(config.maxBytes))")
+        }
+        do throws(BufferError) {
+            try validateExisting(path: path)
+            let conn = try openReadWrite(path: path)
+            return try BufferStore(config: config, conn: conn, recovered: nil, salvaged: 0)
+        } catch where error.isCorruption {
+            let destination = try moveAside(path: path, clock: config.clock)
+            config.logger?.error("buffer database was corrupt; moved aside, starting a fresh buffer",
+                                 metadata: ["path": "\(path)", "moved_to": "\(destination)", "reason": "\(error)"])
+            let conn = try openReadWrite(path: path)
+            let salvaged = salvage(from: destination, into: conn, logger: config.logger)
+            config.logger?.error("salvaged rows from the corrupt buffer database",
+                                 metadata: ["path": "\(path)", "moved_to": "\(destination)", "rows": "\(salvaged)"])
+            return try BufferStore(config: config, conn: conn, recovered: destination, salvaged: salvaged)
+        }
+    }
+
+    /// Checks an existing, non-empty file on a read-only connection: a read-only connection
+    /// never checkpoints or truncates, so a damaged file keeps its original bytes for the move.
+    private static func validateExisting(path: String) throws(BufferError) {
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_size > 0, (st.st_mode & S_IFMT) == S_IFREG else { return }
+        let ro = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
+        defer { ro.close() }
+        if let h = ro.handle { sqlite3_busy_timeout(h, 5000) }
+        try checkIntegrity(ro)
+    }
+
+    private static func checkIntegrity(_ conn: SQLiteConnection) throws(BufferError) {
+        let result = try conn.with("PRAGMA quick_check") { s throws(BufferError) -> [String] in
+            var lines: [String] = []
+            while try s.step(), lines.count < 5 { lines.append(s.text(0) ?? "") }
+            return lines
+        }
+        guard result == ["ok"] else {
+            throw BufferError.corrupt(path: conn.path, detail: "quick_check: " + result.joined(separator: "; "))
+        }
+    }
+
+    private static func openReadWrite(path: String) throws(BufferError) -> SQLiteConnection {
+        let conn = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        guard let h = conn.handle else { throw BufferError.closed(path: path) }
+        sqlite3_busy_timeout(h, 5000)
+        if sqlite3_db_readonly(h, "main") == 1 {
+            throw BufferError.readOnly(path: path, detail: "opened read-only (file or directory not writable)")
+        }
+        let mode = try conn.scalarText("PRAGMA journal_mode=WAL")
+        guard mode?.lowercased() == "wal" else {
+            throw BufferError.sqlite(path: path, code: 0, detail: "could not switch to WAL mode (journal_mode is \(mode ?? "unknown"))")
+        }
+        try conn.exec("PRAGMA synchronous=FULL")
+        try conn.exec("PRAGMA journal_size_limit=8388608")
+        let version = Int32(truncatingIfNeeded: try conn.scalarInt("PRAGMA user_version") ?? 0)
+        if version > bufferSchemaVersion {
+            throw BufferError.schemaTooNew(path: path, found: version, supported: bufferSchemaVersion)
+        }
+        if version == 0 {
+            try conn.transaction { () throws(BufferError) in try conn.exec(schemaV1) }
+        }
+        return conn
+    }
+
+    /// Renames `path` (and its `-wal`/`-shm`) to `<path>.corrupt-<UTC time>`; never deletes.
+    private static func moveAside(path: String, clock: any WallClock) throws(BufferError) -> String {
+        let stamp = clock.now().rfc3339.filter { $0 != "-" && $0 != ":" }
+        var destination = "\(path).corrupt-\(stamp)"
+        var n = 1
+        var st = stat()
+        while stat(destination, &st) == 0 {
+            destination = "\(path).corrupt-\(stamp)-\(n)"
+            n += 1
+        }
+        if rename(path, destination) != 0 {
+            throw BufferError.cannotMoveAside(path: path, destination: destination, systemErrno: errno)
+        }
+        for suffix in ["-wal", "-shm"] {
+            if rename(path + suffix, destination + suffix) != 0 && errno != ENOENT {
+                throw BufferError.cannotMoveAside(path: path + suffix, destination: destination + suffix, systemErrno: errno)
+            }
+        }
+        return destination
+    }
+
+    /// Copies what can still be read from a corrupt database into `conn`, table by table,
+    /// row by row, stopping a table at its first error. Returns the number of rows copied.
+    private static func salvage(from source: String, into conn: SQLiteConnection, logger: Logger?) -> Int {
+        guard let src = try? SQLiteConnection(path: source, flags: SQLITE_OPEN_READONLY) else { return 0 }
+        defer { src.close() }
+        var copied = 0
+        do throws(BufferError) {
+            try conn.transaction { () throws(BufferError) in
+                // device_state first: the sequence high-water marks matter most.
+                copied += salvageTable(src, "SELECT device_id, last_sequence, lost_total FROM device_state", logger) { s throws(BufferError) in
+                    guard let device = s.text(0) else { return }
+                    try conn.with("INSERT OR REPLACE INTO device_state(device_id, last_sequence, lost_total) VALUES(?1, ?2, ?3)") { ins throws(BufferError) in
+                        try ins.bind(1, device); try ins.bind(2, s.int64(1)); try ins.bind(3, s.int64(2)); try ins.run()
+                    }
+                }
+                copied += salvageTable(src, "SELECT \(gapColumns) FROM gaps ORDER BY gap_id", logger) { s throws(BufferError) in
+                    guard let device = s.text(3), let reason = s.text(7) else { return }
+                    try conn.with("INSERT INTO gaps(id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") { ins throws(BufferError) in
+                        try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, device)
+                        try ins.bind(4, s.int64(4)); try ins.bind(5, s.int64(5)); try ins.bind(6, s.int64(6))
+                        try ins.bind(7, reason); try ins.bind(8, s.int64(8)); try ins.bind(9, s.int64(9))
+                        try ins.run()
+                    }
+                }
+                copied += salvageTable(src, "SELECT \(messageColumns) FROM messages ORDER BY row_id", logger) { s throws(BufferError) in
+                    guard let topic = s.text(9) else { return }
+                    try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") { ins throws(BufferError) in
+                        try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, s.int64(3))
+                        try ins.bind(4, s.int64(4) & 0xFF); try ins.bind(5, s.text(5)); try ins.bind(6, s.optionalInt64(6))
+                        try ins.bind(7, s.int64(7)); try ins.bind(8, s.int64(8)); try ins.bind(9, topic)
+                        try ins.bind(10, s.blob(10))
+                        try ins.run()
+                    }
+                }
+            }
+        } catch {
+            logger?.error("could not write salvaged rows", metadata: ["path": "\(conn.path)", "error": "\(error)"])
+            return 0
+        }
+        return copied
+    }
+
+    /// Steps `sql` on `src`, calling `copy` for each row; stops at the first read error.
+    /// Write errors (from `copy`) are rethrown by the caller's transaction only if they are not
+    /// about the corrupt source.
+    private static func salvageTable(_ src: SQLiteConnection, _ sql: String, _ logger: Logger?,
+                                     _ copy: (Statement) throws(BufferError) -> Void) -> Int {
+        var n = 0
+        do throws(BufferError) {
+            try src.with(sql) { s throws(BufferError) in
+                while try s.step() {
+                    try copy(s)
+                    n += 1
+                }
+            }
+        } catch {
+            logger?.warning("salvage stopped", metadata: ["path": "\(src.path)", "query": "\(sql)", "error": "\(error)", "rows": "\(n)"])
+        }
+        return n
+    }
+
+    private init(config: BufferConfig, conn: SQLiteConnection, recovered: String?, salvaged: Int) throws(BufferError) {
+        self.config = config
+        self.conn = conn
+        self.recoveredFromCorruption = recovered
+        self.salvagedRows = salvaged
+        acct.bytes = try conn.scalarInt("SELECT coalesce(sum(size), 0) FROM messages") ?? 0
+        try conn.with("SELECT priority, count(*) FROM messages GROUP BY priority") { s throws(BufferError) in
+            while try s.step() {
+                acct.priorityCounts[UInt8(truncatingIfNeeded: s.int64(0))] = Int(s.int64(1))
+                acct.count += Int(s.int64(1))
+            }
+        }
+        acct.lastRowID = try conn.scalarInt("SELECT coalesce(max(row_id), 0) FROM messages") ?? 0
+        let seq = try conn.scalarInt("SELECT seq FROM sqlite_sequence WHERE name = 'messages'") ?? 0
+        acct.lastRowID = max(acct.lastRowID, seq)
+        try conn.with("SELECT device_id, lost_total FROM device_state WHERE lost_total > 0") { s throws(BufferError) in
+            while try s.step() {
+                if let d = s.text(0) { acct.lostTotals[d] = UInt64(bitPattern: s.int64(1)) }
+            }
+        }
+        sealedGapsUpTo = try conn.scalarInt("SELECT coalesce(max(gap_id), 0) FROM gaps") ?? 0
+    }
+
+    func close() { conn.close() }
+
+    private func ensureOpen() throws(BufferError) {
+        if !conn.isOpen { throw BufferError.closed(path: config.path) }
+    }
+
+    // MARK: size accounting
+
+    /// Fixed per-row overhead counted against `maxBytes` on top of payload, topic and device id:
+    /// an estimate of the row header, the ids, integers and index entries.
+    static let perRowOverhead: Int64 = 64
+
+    static func logicalSize(_ m: OutgoingMessage) -> Int64 {
+        Int64(m.payload.count) + Int64(m.topic.utf8.count) + Int64(m.deviceID?.utf8.count ?? 0) + perRowOverhead
+    }
+
+    // MARK: append
+
+    func append(_ messages: [OutgoingMessage], sequences: [String: UInt64]) throws(BufferError) -> AppendOutcome {
+        try ensureOpen()
+        let saved = acct
+        do throws(BufferError) {
+            return try conn.transaction { () throws(BufferError) -> AppendOutcome in
+                try appendInTransaction(messages, sequences: sequences)
+            }
+        } catch {
+            acct = saved
+            throw error
+        }
+    }
+
+    private func appendInTransaction(_ messages: [OutgoingMessage], sequences: [String: UInt64]) throws(BufferError) -> AppendOutcome {
+        var rowIDs: [Int64?] = []
+        rowIDs.reserveCapacity(messages.count)
+        var rejected: [Int] = []
+        var evicted: [LostReading] = []
+        var losses: [LostReading] = []
+        var batchRows: [Int64: Int] = [:]   // row id -> input index, for evictions within the batch
+        var highWater = sequences
+        let now = config.clock.now()
+
+        for (index, m) in messages.enumerated() {
+            if let d = m.deviceID, let s = m.sequence { highWater[d] = max(highWater[d] ?? 0, s) }
+            let size = Self.logicalSize(m)
+            if acct.bytes + size > config.maxBytes {
+                if config.onFull == .dropOldest, size <= config.maxBytes {
+                    let freed = try evict(atLeast: acct.bytes + size - config.maxBytes, at: now)
+                    for (rowID, loss) in freed {
+                        evicted.append(loss)
+                        losses.append(loss)
+                        if let i = batchRows[rowID] { rowIDs[i] = nil }
+                    }
+                }
+                if acct.bytes + size > config.maxBytes {
+                    rowIDs.append(nil)
+                    rejected.append(index)
+                    if let d = m.deviceID, let s = m.sequence {
+                        losses.append(LostReading(deviceID: d, sequence: s, reason: .bufferFullRejected, at: now))
+                    }
+                    continue
+                }
+            }
+            try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") { s throws(BufferError) in
+                try s.bind(1, Int64(bitPattern: m.id.high)); try s.bind(2, Int64(bitPattern: m.id.low))
+                try s.bind(3, Int64(m.kind.rawValue)); try s.bind(4, Int64(m.priority))
+                try s.bind(5, m.deviceID); try s.bind(6, m.sequence.map { Int64(bitPattern: $0) })
+                try s.bind(7, m.createdAt.millisecondsSinceEpoch); try s.bind(8, size)
+                try s.bind(9, m.topic); try s.bind(10, m.payload)
+                try s.run()
+            }
+            let rowID = conn.lastInsertRowID
+            rowIDs.append(rowID)
+            batchRows[rowID] = index
+            acct.bytes += size
+            acct.count += 1
+            acct.priorityCounts[m.priority, default: 0] += 1
+            acct.lastRowID = max(acct.lastRowID, rowID)
+        }
+        for loss in losses { highWater[loss.deviceID] = max(highWater[loss.deviceID] ?? 0, loss.sequence) }
+        try storeHighWater(highWater)
+        try recordLossesInTransaction(losses)
+        return AppendOutcome(rowIDs: rowIDs, rejectedIndices: rejected, evicted: evicted, losses: losses)
+    }
+
+    /// Deletes the oldest non-leased readings (lowest priority first) until `needed` bytes are
+    /// free. Evicts nothing if even all candidates would not free enough.
+    private func evict(atLeast needed: Int64, at now: Timestamp) throws(BufferError) -> [(Int64, LostReading)] {
+        var victims: [(rowID: Int64, size: Int64, priority: UInt8, loss: LostReading)] = []
+        var freed: Int64 = 0
+        for priority in acct.priorityCounts.keys.sorted() where freed < needed {
+            try conn.with("SELECT row_id, size, device_id, sequence FROM messages WHERE priority = ?1 AND kind = \(MessageKind.reading.rawValue) AND device_id IS NOT NULL AND sequence IS NOT NULL ORDER BY row_id") { s throws(BufferError) in
+                try s.bind(1, Int64(priority))
+                while freed < needed, try s.step() {
+                    let rowID = s.int64(0)
+                    if leasedMessages.contains(rowID) { continue }
+                    guard let device = s.text(2) else { continue }
+                    let loss = LostReading(deviceID: device, sequence: UInt64(bitPattern: s.int64(3)),
+                                           reason: .bufferFullEvicted, at: now)
+                    victims.append((rowID, s.int64(1), priority, loss))
+                    freed += s.int64(1)
+                }
+            }
+        }
+        guard freed >= needed else { return [] }
+        for v in victims {
+            try conn.with("DELETE FROM messages WHERE row_id = ?1") { s throws(BufferError) in
+                try s.bind(1, v.rowID); try s.run()
+            }
+            acct.bytes -= v.size
+            acct.count -= 1
+            decrementPriority(v.priority)
+        }
+        return victims.map { ($0.rowID, $0.loss) }
+    }
+
+    private func decrementPriority(_ p: UInt8) {
+        let n = (acct.priorityCounts[p] ?? 0) - 1
+        if n > 0 { acct.priorityCounts[p] = n } else { acct.priorityCounts[p] = nil }
+    }
+
+    private func storeHighWater(_ highWater: [String: UInt64]) throws(BufferError) {
+        for (device, sequence) in highWater {
+            try conn.with("INSERT INTO device_state(device_id, last_sequence) VALUES(?1, ?2) ON CONFLICT(device_id) DO UPDATE SET last_sequence = max(last_sequence, excluded.last_sequence)") { s throws(BufferError) in
+                try s.bind(1, device); try s.bind(2, Int64(bitPattern: sequence)); try s.run()
+            }
+        }
+    }
+
+    // MARK: losses
+
+    func recordLosses(_ losses: [LostReading], sequences: [String: UInt64]) throws(BufferError) {
+        try ensureOpen()
+        let saved = acct
+        do throws(BufferError) {
+            try conn.transaction { () throws(BufferError) in
+                var highWater = sequences
+                for l in losses { highWater[l.deviceID] = max(highWater[l.deviceID] ?? 0, l.sequence) }
+                try storeHighWater(highWater)
+                try recordLossesInTransaction(losses)
+            }
+        } catch {
+            acct = saved
+            throw error
+        }
+    }
+
+    private struct OpenGap {
+        var gapID: Int64
+        var lastSequence: UInt64
+        var reason: String
+        var extendable: Bool
+    }
+
+    /// Writes losses as coalesced gap rows and bumps `lost_total`. Per device, a loss whose
+    /// sequence follows the device's newest gap row, with the same reason, extends that row
+    /// unless it is sealed (leased now or before, or older than this process).
+    private func recordLossesInTransaction(_ losses: [LostReading]) throws(BufferError) {
+        guard !losses.isEmpty else { return }
+        let sorted = losses.enumerated().sorted { a, b in
+            (a.element.deviceID, a.element.sequence, a.offset) < (b.element.deviceID, b.element.sequence, b.offset)
+        }.map(\.element)
+        var open: [String: OpenGap?] = [:]
+        var perDevice: [String: UInt64] = [:]
+        for loss in sorted {
+            perDevice[loss.deviceID, default: 0] += 1
+            if open[loss.deviceID] == nil {
+                open[loss.deviceID] = .some(try newestGap(for: loss.deviceID))
+            }
+            if let g = open[loss.deviceID] ?? nil, g.extendable, g.reason == loss.reason.rawValue,
+               g.lastSequence != UInt64.max, loss.sequence == g.lastSequence + 1 {
+                try conn.with("UPDATE gaps SET last_sequence = ?1, count = count + 1, last_lost_at = max(last_lost_at, ?2) WHERE gap_id = ?3") { s throws(BufferError) in
+                    try s.bind(1, Int64(bitPattern: loss.sequence)); try s.bind(2, loss.at.millisecondsSinceEpoch)
+                    try s.bind(3, g.gapID); try s.run()
+                }
+                open[loss.deviceID] = .some(OpenGap(gapID: g.gapID, lastSequence: loss.sequence, reason: g.reason, extendable: true))
+            } else {
+                let id = idGenerator.next(at: config.clock.now())
+                try conn.with("INSERT INTO gaps(id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at) VALUES(?1, ?2, ?3, ?4, ?4, 1, ?5, ?6, ?6)") { s throws(BufferError) in
+                    try s.bind(1, Int64(bitPattern: id.high)); try s.bind(2, Int64(bitPattern: id.low))
+                    try s.bind(3, loss.deviceID); try s.bind(4, Int64(bitPattern: loss.sequence))
+                    try s.bind(5, loss.reason.rawValue); try s.bind(6, loss.at.millisecondsSinceEpoch)
+                    try s.run()
+                }
+                open[loss.deviceID] = .some(OpenGap(gapID: conn.lastInsertRowID, lastSequence: loss.sequence,
+                                                    reason: loss.reason.rawValue, extendable: true))
+            }
+        }
+        for (device, n) in perDevice {
+            try conn.with("INSERT INTO device_state(device_id, lost_total) VALUES(?1, ?2) ON CONFLICT(device_id) DO UPDATE SET lost_total = lost_total + excluded.lost_total") { s throws(BufferError) in
+                try s.bind(1, device); try s.bind(2, Int64(bitPattern: n)); try s.run()
+            }
+            acct.lostTotals[device, default: 0] += n
+        }
+    }
+
+    private func newestGap(for device: String) throws(BufferError) -> OpenGap? {
+        try conn.with("SELECT gap_id, last_sequence, reason FROM gaps WHERE device_id = ?1 ORDER BY gap_id DESC LIMIT 1") { s throws(BufferError) -> OpenGap? in
+            try s.bind(1, device)
+            guard try s.step() else { return nil }
+            let id = s.int64(0)
+            let extendable = id > sealedGapsUpTo && !sealedGaps.contains(id) && !leasedGaps.contains(id)
+            return OpenGap(gapID: id, lastSequence: UInt64(bitPattern: s.int64(1)), reason: s.text(2) ?? "", extendable: extendable)
+        }
+    }
+
+    // MARK: lease / release / ack
+
+    /// Gap rows first, then message rows by priority (high first) and insertion order.
+    /// With `liveAfter`, backlog rows (row id <= boundary) get up to `backlogLimit` places first
+    /// (so they never starve), live rows fill the rest, and unused places go to more backlog.
+    /// The result lists gaps, then live rows, then backlog rows.
+    func lease(limit: Int, backlogLimit: Int, liveAfter: Int64?) throws(BufferError) -> [StoredMessage] {
+        try ensureOpen()
+        guard limit > 0 else { return [] }
+        var out: [StoredMessage] = []
+        try leaseGaps(limit: limit, into: &out)
+        guard let boundary = liveAfter else {
+            try leaseMessages(limit: limit - out.count, above: 0, upTo: Int64.max, isBacklog: false, into: &out)
+            return out
+        }
+        var backlog: [StoredMessage] = []
+        try leaseMessages(limit: min(max(backlogLimit, 0), limit - out.count), above: 0, upTo: boundary, isBacklog: true, into: &backlog)
+        try leaseMessages(limit: limit - out.count - backlog.count, above: boundary, upTo: Int64.max, isBacklog: false, into: &out)
+        try leaseMessages(limit: limit - out.count - backlog.count, above: 0, upTo: boundary, isBacklog: true, into: &backlog)
+        return out + backlog
+    }
+
+    private func leaseGaps(limit: Int, into out: inout [StoredMessage]) throws(BufferError) {
+        guard out.count < limit else { return }
+        try conn.with("SELECT \(gapColumns) FROM gaps ORDER BY gap_id") { s throws(BufferError) in
+            while out.count < limit, try s.step() {
+                let gapID = s.int64(0)
+                if leasedGaps.contains(gapID) { continue }
+                let id = ReadingID(high: UInt64(bitPattern: s.int64(1)), low: UInt64(bitPattern: s.int64(2)))
+                let record = GapRecord(
+                    deviceID: s.text(3) ?? "", firstSequence: UInt64(bitPattern: s.int64(4)),
+                    lastSequence: UInt64(bitPattern: s.int64(5)), count: UInt64(bitPattern: s.int64(6)),
+                    reason: LossReason(rawValue: s.text(7) ?? ""),
+                    firstLostAt: Timestamp(millisecondsSinceEpoch: s.int64(8)),
+                    lastLostAt: Timestamp(millisecondsSinceEpoch: s.int64(9)))
+                let message = OutgoingMessage(
+                    id: id, kind: .gap, topic: config.gapTopic,
+                    payload: WireFormat.json(record, gatewayID: config.gatewayID, id: id),
+                    deviceID: record.deviceID, sequence: nil, priority: SQLiteBuffer.gapPriority,
+                    createdAt: record.firstLostAt)
+                leasedGaps.insert(gapID)
+                sealedGaps.insert(gapID)
+                out.append(StoredMessage(token: .gap(gapID), message: message, isBacklog: false))
+            }
+        }
+    }
+
+    private func leaseMessages(limit: Int, above low: Int64, upTo high: Int64, isBacklog: Bool,
+                               into out: inout [StoredMessage]) throws(BufferError) {
+        let target = out.count + limit
+        guard limit > 0 else { return }
+        for priority in acct.priorityCounts.keys.sorted(by: >) where out.count < target {
+            try conn.with("SELECT \(messageColumns) FROM messages WHERE priority = ?1 AND row_id > ?2 AND row_id <= ?3 ORDER BY row_id") { s throws(BufferError) in
+                try s.bind(1, Int64(priority)); try s.bind(2, low); try s.bind(3, high)
+                while out.count < target, try s.step() {
+                    let rowID = s.int64(0)
+                    if leasedMessages.contains(rowID) { continue }
+                    let message = OutgoingMessage(
+                        id: ReadingID(high: UInt64(bitPattern: s.int64(1)), low: UInt64(bitPattern: s.int64(2))),
+                        kind: MessageKind(rawValue: UInt8(truncatingIfNeeded: s.int64(3))),
+                        topic: s.text(9) ?? "", payload: s.blob(10), deviceID: s.text(5),
+                        sequence: s.optionalInt64(6).map { UInt64(bitPattern: $0) },
+                        priority: UInt8(truncatingIfNeeded: s.int64(4)),
+                        createdAt: Timestamp(millisecondsSinceEpoch: s.int64(7)))
+                    leasedMessages.insert(rowID)
+                    out.append(StoredMessage(token: .message(rowID), message: message, isBacklog: isBacklog))
+                }
+            }
+        }
+    }
+
+    func release(_ tokens: [BufferToken]) {
+        for t in tokens {
+            switch t {
+            case .message(let id): leasedMessages.remove(id)
+            case .gap(let id): leasedGaps.remove(id)
+            }
+        }
+    }
+
+    /// Deletes the rows in one transaction. On failure nothing is deleted and the tokens are
+    /// released, so the rows are delivered again.
+    @discardableResult
+    func ack(_ tokens: [BufferToken]) throws(BufferError) -> Int {
+        try ensureOpen()
+        guard !tokens.isEmpty else { return 0 }
+        let saved = acct
+        do throws(BufferError) {
+            let deleted = try conn.transaction { () throws(BufferError) -> Int in
+                var n = 0
+                for t in tokens {
+                    switch t {
+                    case .message(let rowID):
+                        try conn.with("DELETE FROM messages WHERE row_id = ?1 RETURNING priority, size") { s throws(BufferError) in
+                            try s.bind(1, rowID)
+                            while try s.step() {
+                                acct.bytes -= s.int64(1)
+                                acct.count -= 1
+                                decrementPriority(UInt8(truncatingIfNeeded: s.int64(0)))
+                                n += 1
+                            }
+                        }
+                    case .gap(let gapID):
+                        try conn.with("DELETE FROM gaps WHERE gap_id = ?1") { s throws(BufferError) in
+                            try s.bind(1, gapID); try s.run()
+                        }
+                        if let h = conn.handle { n += Int(sqlite3_changes(h)) }
+                    }
+                }
+                return n
+            }
+            for t in tokens {
+                switch t {
+                case .message(let id): leasedMessages.remove(id)
+                case .gap(let id): leasedGaps.remove(id); sealedGaps.remove(id)
+                }
+            }
+            return deleted
+        } catch {
+            acct = saved
+            release(tokens)
+            throw error
+        }
+    }
+
+    // MARK: queries
+
+    var maxRowID: Int64 { acct.lastRowID }
+
+    func loadSequences() throws(BufferError) -> [String: UInt64] {
+        try ensureOpen()
+        return try conn.with("SELECT device_id, last_sequence FROM device_state") { s throws(BufferError) -> [String: UInt64] in
+            var out: [String: UInt64] = [:]
+            while try s.step() {
+                if let d = s.text(0) { out[d] = UInt64(bitPattern: s.int64(1)) }
+            }
+            return out
+        }
+    }
+
+    var lostTotals: [String: UInt64] { acct.lostTotals }
+
+    func stats() throws(BufferError) -> BufferStats {
+        try ensureOpen()
+        let oldest = try conn.scalarInt("SELECT created_at FROM messages ORDER BY row_id LIMIT 1")
+        let gapRows = try conn.scalarInt("SELECT count(*) FROM gaps") ?? 0
+        return BufferStats(
+            messageCount: acct.count, bytes: acct.bytes, maxBytes: config.maxBytes,
+            oldestCreatedAt: oldest.map { Timestamp(millisecondsSinceEpoch: $0) },
+            leasedCount: leasedMessages.count + leasedGaps.count,
+            gapRowsPending: Int(gapRows),
+            lostByDevice: acct.lostTotals,
+            totalLost: acct.lostTotals.values.reduce(0, &+),
+            databasePath: config.path,
+            databaseFileBytes: fileSize(config.path) + fileSize(config.path + "-wal"),
+            recoveredFromCorruption: recoveredFromCorruption)
+    }
+
+    private func fileSize(_ p: String) -> Int64 {
+        var st = stat()
+        return stat(p, &st) == 0 ? Int64(st.st_size) : 0
+    }
+
+    /// Test hook: caps the database at `pages` pages so writes fail with `SQLITE_FULL`.
+    func setMaxPageCount(_ pages: Int) throws(BufferError) {
+        _ = try conn.scalarInt("PRAGMA max_page_count = \(pages)")
+    }
+}
