@@ -1,3 +1,4 @@
+import IoMTBuffer
 import IoMTCore
 import Logging
 
@@ -48,12 +49,12 @@ public actor Forwarder {
     }
 
     private struct InFlight {
-        var token: StoreToken
+        var token: BufferToken
         var isBacklog: Bool
         var sentAt: Int64
     }
 
-    private let store: any DurableStore
+    private let store: SQLiteBuffer
     private let link: any MessageLink
     private let settings: Settings
     private let logger: Logger
@@ -64,12 +65,12 @@ public actor Forwarder {
     private var backlogInFlight = 0
     /// Live-first: rows with id <= this are backlog. Nil when there is no backlog.
     private var backlogBoundary: Int64?
-    private var pendingAcks: [StoreToken] = []
+    private var pendingAcks: [BufferToken] = []
     private var delivered: UInt64 = 0
     private var refused: UInt64 = 0
     private var latencyObserver: (@Sendable (Int64) -> Void)?
 
-    public init(store: any DurableStore, link: any MessageLink, settings: Settings, logger: Logger) {
+    public init(store: SQLiteBuffer, link: any MessageLink, settings: Settings, logger: Logger) {
         self.store = store
         self.link = link
         self.settings = settings
@@ -92,7 +93,8 @@ public actor Forwarder {
             logger.info("uplink connected", metadata: ["broker": "\(broker)"])
             if case .liveFirst = settings.order {
                 // Everything already stored (and not in flight) is backlog from now on.
-                if let maxRow = try? await store.maxRowID(), maxRow > 0 {
+                let maxRow = await store.maxRowID()
+                if maxRow > 0 {
                     backlogBoundary = max(backlogBoundary ?? 0, maxRow)
                 }
             }
@@ -150,7 +152,7 @@ public actor Forwarder {
         while connected {
             let free = settings.window - inflight.count
             guard free > 0 else { return }
-            let batch: [(LeasedMessage, Bool)]
+            let batch: [StoredMessage]
             do {
                 batch = try await nextBatch(free: free)
             } catch {
@@ -158,36 +160,33 @@ public actor Forwarder {
                 return
             }
             guard !batch.isEmpty else { return }
-            for (index, (leased, isBacklog)) in batch.enumerated() {
+            for (index, stored) in batch.enumerated() {
                 guard connected else {
-                    await store.release(batch[index...].map { $0.0.token })
+                    await store.release(batch[index...].map(\.token))
                     return
                 }
-                await send(leased, isBacklog: isBacklog)
+                await send(stored)
             }
         }
     }
 
-    private func nextBatch(free: Int) async throws -> [(LeasedMessage, Bool)] {
+    private func nextBatch(free: Int) async throws -> [StoredMessage] {
         guard case .liveFirst(let share) = settings.order, let boundary = backlogBoundary else {
-            return try await store.lease(limit: free, after: nil, upTo: nil).map { ($0, false) }
+            return try await store.lease(limit: free)
         }
-        let live = try await store.lease(limit: free, after: boundary, upTo: nil)
         let backlogSlots = max(1, Int((Double(settings.window) * share).rounded(.down)))
-        let backlogFree = min(free - live.count, backlogSlots - backlogInFlight)
-        var backlog: [LeasedMessage] = []
-        if backlogFree > 0 {
-            backlog = try await store.lease(limit: backlogFree, after: nil, upTo: boundary)
-            if backlog.isEmpty && backlogInFlight == 0 {
-                logger.info("backlog drained")
-                backlogBoundary = nil
-            }
+        let batch = try await store.lease(limit: free, backlogLimit: backlogSlots, liveAfter: boundary)
+        if backlogInFlight == 0, !batch.contains(where: \.isBacklog) {
+            // The lease reserves places for backlog rows: none came, none are in flight.
+            logger.info("backlog drained")
+            backlogBoundary = nil
         }
-        return live.map { ($0, false) } + backlog.map { ($0, true) }
+        return batch
     }
 
-    private func send(_ leased: LeasedMessage, isBacklog: Bool) async {
-        let m = leased.message
+    private func send(_ stored: StoredMessage) async {
+        let m = stored.message
+        let isBacklog = stored.isBacklog
         var properties: [(String, String)] = [("reading-id", m.id.description), ("kind", Forwarder.kindName(m.kind))]
         var payload = m.payload
         if isBacklog {
@@ -197,11 +196,11 @@ public actor Forwarder {
         do {
             let mid = try await link.publish(topic: m.topic, payload: payload, qos: settings.qos, retain: false,
                                              userProperties: properties)
-            inflight[mid] = InFlight(token: leased.token, isBacklog: isBacklog, sentAt: monotonicMilliseconds())
+            inflight[mid] = InFlight(token: stored.token, isBacklog: isBacklog, sentAt: monotonicMilliseconds())
             if isBacklog { backlogInFlight += 1 }
         } catch {
             logger.warning("publish not queued; message stays buffered", metadata: ["error": "\(error)"])
-            await store.release([leased.token])
+            await store.release([stored.token])
             connected = false
         }
     }

@@ -1,3 +1,4 @@
+import IoMTBuffer
 import IoMTCore
 import Logging
 
@@ -31,7 +32,7 @@ public actor Ingestor: ReadingSink {
         var continuation: CheckedContinuation<IngestOutcome, Never>
     }
 
-    private let store: any DurableStore
+    private let store: SQLiteBuffer
     private let settings: Settings
     private let clock: any WallClock
     private let logger: Logger
@@ -42,13 +43,13 @@ public actor Ingestor: ReadingSink {
     private var ids = ReadingIDGenerator()
     private var storageFailing = false
     /// Losses decided here (storage errors) that could not be written yet.
-    private var unrecordedLosses: [LossEntry] = []
+    private var unrecordedLosses: [LostReading] = []
     private var stopped = false
     public private(set) var acceptedCount: UInt64 = 0
     public private(set) var lostCount: UInt64 = 0
     public private(set) var lastReadingAt: [String: Timestamp] = [:]
 
-    public init(store: any DurableStore, settings: Settings, clock: any WallClock = SystemWallClock(),
+    public init(store: SQLiteBuffer, settings: Settings, clock: any WallClock = SystemWallClock(),
                 logger: Logger, initialSequences: [String: UInt64],
                 onCommitted: @escaping @Sendable () -> Void) {
         self.store = store
@@ -129,13 +130,14 @@ public actor Ingestor: ReadingSink {
                 unrecordedLosses.removeAll()
             }
             let result = try await store.append(messages, sequences: touched)
+            let rejected = Set(result.rejectedIndices)
             if storageFailing {
                 storageFailing = false
                 logger.notice("buffer writable again; accepting readings")
             }
             for (i, p) in batch.enumerated() {
                 let m = messages[i]
-                if result.rejected.contains(i) {
+                if rejected.contains(i) {
                     lostCount += 1
                     p.continuation.resume(returning: .lost(sequence: m.sequence ?? 0, reason: .bufferFullRejected))
                 } else {
@@ -144,7 +146,7 @@ public actor Ingestor: ReadingSink {
                     p.continuation.resume(returning: .accepted(id: m.id, sequence: m.sequence ?? 0))
                 }
             }
-            if result.rejected.count < batch.count { onCommitted() }
+            if rejected.count < batch.count { onCommitted() }
         } catch {
             // Not durable: every reading of this batch is lost, counted, and announced in a gap
             // record as soon as the buffer can be written again.
@@ -157,24 +159,10 @@ public actor Ingestor: ReadingSink {
             for (i, p) in batch.enumerated() {
                 let m = messages[i]
                 lostCount += 1
-                unrecordedLosses.append(LossEntry(deviceID: p.reading.device.id, sequence: m.sequence ?? 0,
+                unrecordedLosses.append(LostReading(deviceID: p.reading.device.id, sequence: m.sequence ?? 0,
                                                   reason: .storageError, at: now))
                 p.continuation.resume(returning: .lost(sequence: m.sequence ?? 0, reason: .storageError))
             }
         }
-    }
-}
-
-/// One lost reading, for the buffer's gap accounting.
-public struct LossEntry: Sendable, Hashable {
-    public var deviceID: String
-    public var sequence: UInt64
-    public var reason: LossReason
-    public var at: Timestamp
-    public init(deviceID: String, sequence: UInt64, reason: LossReason, at: Timestamp) {
-        self.deviceID = deviceID
-        self.sequence = sequence
-        self.reason = reason
-        self.at = at
     }
 }
