@@ -688,6 +688,10 @@ func normalized(_ s: String) -> String {
 /// The candidate nearest to `word` if it is plausibly a typo of it.
 func closest(_ word: String, among candidates: [String]) -> String? {
     if let exact = candidates.first(where: { normalized($0) == normalized(word) }) { return exact }
+    let lowered = word.lowercased()
+    if lowered.count >= 3, let prefixed = candidates.first(where: { $0.lowercased().hasPrefix(lowered) }) {
+        return prefixed
+    }
     let limit = word.count >= 6 ? 2 : 1
     var best: (String, Int)?
     for c in candidates {
