@@ -1,0 +1,67 @@
+extension AgentConfig {
+    /// A human-readable summary of the effective configuration, defaults included, for
+    /// `iomt-agent config check`. It holds no secrets: only the path of `password_file`.
+    public func renderSummary() -> String {
+        var lines: [String] = []
+        func add(_ key: String, _ value: String, indent: Int = 2) {
+            lines.append(String(repeating: " ", count: indent) + "\(key): \(value)")
+        }
+        lines.append("gateway:")
+        add("id", gateway.id)
+        lines.append("state_dir: \(stateDir)")
+        lines.append("log:")
+        add("level", log.level.rawValue)
+
+        lines.append("broker:")
+        if broker.endpoints.count == 1 {
+            add("url", broker.endpoints[0].description)
+        } else {
+            add("url", "(failover, in order)")
+            for e in broker.endpoints { lines.append("    - \(e)") }
+        }
+        add("client_id", broker.clientID)
+        add("protocol", broker.protocolVersion.rawValue)
+        add("username", broker.username ?? "(none)")
+        add("password_file", broker.passwordFile ?? "(none)")
+        let tls = broker.endpoints.contains { $0.tls }
+        add("tls", tls ? "yes" : "no (plain TCP)")
+        if tls || broker.caFile != nil { add("ca_file", broker.caFile ?? "(system trust store)") }
+        if let cert = broker.clientCertificate {
+            add("cert_file", cert.certFile)
+            add("key_file", cert.keyFile)
+        } else if tls {
+            add("client_certificate", "(none)")
+        }
+        add("qos", String(broker.qos.rawValue))
+        add("topic_prefix", broker.topicPrefix)
+        add("keepalive_s", String(broker.keepAliveSeconds))
+        add("session_expiry_s", String(broker.sessionExpirySeconds))
+        add("inflight_window", String(broker.inflightWindow))
+        add("reconnect_ms", "\(broker.reconnectMinMilliseconds)..\(broker.reconnectMaxMilliseconds)")
+        add("status_interval_s", String(broker.statusIntervalSeconds))
+
+        lines.append("buffer:")
+        add("max_bytes", "\(ByteSize.format(buffer.maxBytes)) (\(buffer.maxBytes) bytes)")
+        add("on_full", buffer.onFull.rawValue)
+        add("order", buffer.order.rawValue)
+        if buffer.order == .liveFirst { add("backlog_share", "\(buffer.backlogShare)") }
+        add("commit_max_delay_ms", String(buffer.commitMaxDelayMilliseconds))
+        add("commit_max_batch", String(buffer.commitMaxBatch))
+
+        lines.append("output:")
+        add("format", output.format.rawValue)
+
+        if simulators.isEmpty {
+            lines.append("simulators: (none)")
+        } else {
+            lines.append("simulators:")
+            for s in simulators {
+                var line = "  - \(s.id): \(s.profile.rawValue), patient \(s.patient), \(s.rate)/s"
+                if let count = s.count { line += ", \(count) readings" }
+                line += ", seed \(s.seed)"
+                lines.append(line)
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
