@@ -1,0 +1,235 @@
+import CMosquitto
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// What a libmosquitto callback hands over to the loop thread. Callbacks do nothing else.
+enum RawEvent: Sendable {
+    case connack(reasonCode: Int32, flags: Int32)
+    case published(mid: Int32, reasonCode: Int32)
+    case disconnect(rc: Int32)
+    case log(level: Int32, message: String)
+}
+
+/// Reached from libmosquitto callbacks through the `obj`/userdata pointer. Callbacks run on the
+/// loop thread inside `mosquitto_connect*` / `mosquitto_loop`; they only append to `pending`,
+/// which the loop thread drains right after each call returns.
+final class CallbackInbox: Sendable {
+    let pending = Mutex<[RawEvent]>([])
+    func hand(_ e: RawEvent) { pending.withLock { $0.append(e) } }
+    func drain() -> [RawEvent] { pending.withLock { p in defer { p.removeAll() }; return p } }
+}
+
+private func inbox(_ obj: UnsafeMutableRawPointer?) -> CallbackInbox? {
+    guard let obj else { return nil }
+    return Unmanaged<CallbackInbox>.fromOpaque(obj).takeUnretainedValue()
+}
+
+private let onConnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, Int32, OpaquePointer?) -> Void = {
+    _, obj, rc, flags, _ in inbox(obj)?.hand(.connack(reasonCode: rc, flags: flags))
+}
+private let onPublish: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, Int32, OpaquePointer?) -> Void = {
+    _, obj, mid, rc, _ in inbox(obj)?.hand(.published(mid: mid, reasonCode: rc))
+}
+private let onDisconnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, OpaquePointer?) -> Void = {
+    _, obj, rc, _ in inbox(obj)?.hand(.disconnect(rc: rc))
+}
+private let onLog: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?) -> Void = {
+    _, obj, level, msg in
+    guard level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING) != 0, let msg else { return }
+    inbox(obj)?.hand(.log(level: level, message: String(cString: msg)))
+}
+
+/// Owns the `mosquitto*` handle and the loop thread.
+///
+/// `@unchecked Sendable`, and why that is sound: the stored properties are either immutable
+/// (`config`, `mosq`, the wake pipe, `callbacks`, `continuation` — the latter two Sendable) or inside
+/// `state: Mutex`. The raw `mosquitto*` is used from two kinds of threads:
+/// - the loop thread: `mosquitto_connect_bind_v5`, `mosquitto_loop`, `mosquitto_ssl_get`;
+/// - caller threads: `mosquitto_publish_v5` and `mosquitto_disconnect_v5` only.
+/// libmosquitto 2.0 (built WITH_THREADING on Debian) protects what those share with its own
+/// pthread mutexes (`msgs_out.mutex`, `out_packet_mutex`, `current_out_packet_mutex`,
+/// `state_mutex`, `mid_mutex`), exactly as in its supported "publish from any thread while
+/// `mosquitto_loop_start` runs" usage. With `mosquitto_threaded_set(true)` a publish from a
+/// caller thread only queues the packet and wakes the loop through the socket pair
+/// (lib/packet_mosq.c `packet__queue`); it never writes the socket itself. Everything else
+/// (setup in `init`, `mosquitto_destroy` in `deinit`) happens with no other thread running.
+final class Engine: @unchecked Sendable {
+    struct State {
+        var started = false
+        var stopRequested = false
+        var exited = false
+        var thread: pthread_t? = nil
+        var exitWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    let config: UplinkConfig
+    let mosq: OpaquePointer
+    let callbacks = CallbackInbox()
+    let continuation: AsyncStream<MQTTEvent>.Continuation
+    /// Self-pipe that wakes the backoff wait in `stop()`.
+    let wakeFD: Int32
+    let wakeWriteFD: Int32
+    let state = Mutex(State())
+
+    init(config: UplinkConfig, continuation: AsyncStream<MQTTEvent>.Continuation) throws(UplinkError) {
+        self.config = config
+        self.continuation = continuation
+        guard let m = mosquitto_new(config.clientID, false, nil) else {
+            throw .invalidConfiguration("mosquitto_new failed (errno \(errno)); check the client id")
+        }
+        self.mosq = m
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else {
+            mosquitto_destroy(m)
+            throw .invalidConfiguration("pipe2 failed: \(String(cString: strerror(errno)))")
+        }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+        }
+        self.wakeFD = fds[0]
+        self.wakeWriteFD = fds[1]
+        do {
+            try Engine.configure(m, config: config, userdata: Unmanaged.passUnretained(callbacks).toOpaque(),
+                                 cleanStart: false)
+        } catch {
+            mosquitto_destroy(m)
+            close(fds[0])
+            close(fds[1])
+            throw error
+        }
+    }
+
+    deinit {
+        mosquitto_destroy(mosq)
+        close(wakeFD)
+        close(wakeWriteFD)
+    }
+
+    /// Applies protocol version, credentials, TLS, Will and callbacks to an instance.
+    static func configure(_ m: OpaquePointer, config: UplinkConfig, userdata: UnsafeMutableRawPointer?,
+                          cleanStart: Bool) throws(UplinkError) {
+        func check(_ rc: Int32, _ what: String) throws(UplinkError) {
+            if rc != MOSQ_ERR_SUCCESS.rawValue {
+                throw .invalidConfiguration("\(what): \(String(cString: mosquitto_strerror(rc)))")
+            }
+        }
+        mosquitto_user_data_set(m, userdata)
+        try check(mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION,
+                                       config.protocolVersion == .v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311),
+                  "protocol version")
+        try check(mosquitto_threaded_set(m, true), "threaded mode")
+        if config.username != nil || config.password != nil {
+            try check(mosquitto_username_pw_set(m, config.username, config.password), "username/password")
+        }
+        if config.brokers.first?.tls == true {
+            // With caFile nil, libmosquitto needs a capath; use the system store then.
+            let caPath: String? = config.caFile == nil ? "/etc/ssl/certs" : nil
+            try check(mosquitto_tls_set(m, config.caFile, caPath, config.certFile, config.keyFile, nil),
+                      "TLS files (caFile '\(config.caFile ?? "-")', certFile '\(config.certFile ?? "-")', keyFile '\(config.keyFile ?? "-")')")
+            // SSL_VERIFY_PEER = 1, minimum TLS 1.2 (libmosquitto's "tlsv1.2" = 1.2 or later).
+            try check(mosquitto_tls_opts_set(m, 1, "tlsv1.2", nil), "TLS options")
+            try check(mosquitto_tls_insecure_set(m, false), "TLS host name verification")
+        }
+        if let w = config.will, !cleanStart {
+            let rc = w.payload.withUnsafeBytes { buf in
+                mosquitto_will_set_v5(m, w.topic, Int32(buf.count), buf.baseAddress, w.qos.rawValue, w.retain, nil)
+            }
+            try check(rc, "Last Will")
+        }
+        mosquitto_connect_v5_callback_set(m, onConnect)
+        mosquitto_publish_v5_callback_set(m, onPublish)
+        mosquitto_disconnect_v5_callback_set(m, onDisconnect)
+        mosquitto_log_callback_set(m, onLog)
+    }
+
+    // MARK: caller side
+
+    func start() throws(UplinkError) {
+        let ok: Bool = state.withLock { s in
+            if s.started || s.stopRequested { return false }
+            s.started = true
+            return true
+        }
+        guard ok else { return }
+        var tid = pthread_t()
+        let ctx = Unmanaged.passRetained(self).toOpaque()
+        let rc = pthread_create(&tid, nil, { ctx in
+            guard let ctx else { return nil }
+            let engine = Unmanaged<Engine>.fromOpaque(ctx).takeRetainedValue()
+            engine.runLoopThread()
+            return nil
+        }, ctx)
+        if rc != 0 {
+            Unmanaged<Engine>.fromOpaque(ctx).release()
+            state.withLock { $0.started = false }
+            throw .invalidConfiguration("cannot start the MQTT thread: \(String(cString: strerror(rc)))")
+        }
+        state.withLock { $0.thread = tid }
+    }
+
+    func publish(topic: String, payload: [UInt8], qos: MQTTQoS, retain: Bool,
+                 userProperties: [(String, String)]) throws(UplinkError) -> Int32 {
+        let running = state.withLock { $0.started && !$0.stopRequested }
+        guard running else { throw .notRunning }
+        var props: OpaquePointer? = nil
+        defer { mosquitto_property_free_all(&props) }
+        if config.protocolVersion == .v5 {
+            for (k, v) in userProperties {
+                let rc = mosquitto_property_add_string_pair(&props, Int32(MQTT_PROP_USER_PROPERTY.rawValue), k, v)
+                if rc != MOSQ_ERR_SUCCESS.rawValue {
+                    throw .publishRejected(detail: "user property '\(k)': \(String(cString: mosquitto_strerror(rc)))")
+                }
+            }
+        }
+        var mid: Int32 = 0
+        let rc = payload.withUnsafeBytes { buf in
+            mosquitto_publish_v5(mosq, &mid, topic, Int32(buf.count), buf.baseAddress, qos.rawValue, retain, props)
+        }
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+            throw .publishRejected(detail: "topic '\(topic)', \(payload.count) bytes, QoS \(qos.rawValue): \(String(cString: mosquitto_strerror(rc)))")
+        }
+        return mid
+    }
+
+    func stop() async {
+        let (wasStarted, firstStop) = state.withLock { s -> (Bool, Bool) in
+            let first = !s.stopRequested
+            s.stopRequested = true
+            return (s.started, first)
+        }
+        guard wasStarted else {
+            if firstStop { continuation.finish() }
+            return
+        }
+        if firstStop {
+            // Queues DISCONNECT (reason 0x00) and wakes the loop's select via the socket pair;
+            // MOSQ_ERR_NO_CONN when not connected, which is fine: the wake pipe wakes the backoff wait.
+            _ = mosquitto_disconnect_v5(mosq, Int32(MQTT_RC_NORMAL_DISCONNECTION.rawValue), nil)
+            wake()
+        }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { s -> Bool in
+                if s.exited { return true }
+                s.exitWaiters.append(c)
+                return false
+            }
+            if resumeNow { c.resume() }
+        }
+        let tid: pthread_t? = state.withLock { s in defer { s.thread = nil }; return s.thread }
+        if let tid { pthread_join(tid, nil) }  // the thread has already returned: immediate
+    }
+
+    private func wake() {
+        var one: UInt8 = 1
+        _ = write(wakeWriteFD, &one, 1)
+    }
+
+    var stopRequested: Bool { state.withLock { $0.stopRequested } }
+
+    func emit(_ e: MQTTEvent) { continuation.yield(e) }
+}

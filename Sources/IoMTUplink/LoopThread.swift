@@ -1,0 +1,281 @@
+import CMosquitto
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// `SSL_get_verify_result` from the libssl that libmosquitto already loaded, looked up at run
+/// time (IoMTUplink does not link OpenSSL itself). Used only after a failed handshake, to tell
+/// an expired certificate from an unknown CA: libmosquitto logs only OpenSSL's generic
+/// "certificate verify failed" (lib/net_mosq.c `net__print_ssl_error`) but keeps the `SSL*`
+/// (returned by `mosquitto_ssl_get`) until the next connect. Stored as an address (Sendable).
+private let sslGetVerifyResultAddress: Int = {
+    guard let h = dlopen(nil, RTLD_LAZY), let sym = dlsym(h, "SSL_get_verify_result") else { return 0 }
+    return Int(bitPattern: sym)
+}()
+
+private typealias SSLGetVerifyResult = @convention(c) (OpaquePointer?) -> Int
+
+// OpenSSL X509_V_ERR_* values (x509_vfy.h), stable across 1.1 and 3.x.
+private let x509CertNotYetValid = 9, x509CertHasExpired = 10
+private let x509UnknownCAErrors: Set<Int> = [2, 18, 19, 20, 21]
+
+/// Outcome of one connection on one instance.
+private enum ConnectionOutcome {
+    /// Never got a successful CONNACK.
+    case failed(UplinkError)
+    /// Was connected; the connection ended (nil: clean DISCONNECT after stop()).
+    case lost(UplinkError?)
+    /// Stop requested before or while connecting.
+    case stopped
+}
+
+extension Engine {
+    func runLoopThread() {
+        defer {
+            continuation.finish()
+            let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                s.exited = true
+                defer { s.exitWaiters.removeAll() }
+                return s.exitWaiters
+            }
+            for w in waiters { w.resume() }
+        }
+        let brokers = config.brokers
+        var index = 0
+        var failures = 0
+        var sessionReset = false
+        var connectProps: OpaquePointer? = nil
+        defer { mosquitto_property_free_all(&connectProps) }
+        if config.protocolVersion == .v5 && config.sessionExpiry > 0 {
+            _ = mosquitto_property_add_int32(&connectProps, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), config.sessionExpiry)
+        }
+
+        while !stopRequested {
+            let broker = brokers[index]
+            if !sessionReset {
+                if let error = resetOldSession(broker) {
+                    if stopRequested { return }
+                    emit(.connectionFailed(broker: broker, error: error))
+                    failures += 1
+                    index = (index + 1) % brokers.count
+                    waitBackoff(failures: failures)
+                    continue
+                }
+                sessionReset = true
+            }
+            switch runConnection(mosq, inbox: callbacks, broker: broker, properties: connectProps, resetOnly: false) {
+            case .stopped:
+                return
+            case .failed(let error):
+                if stopRequested { return }
+                emit(.connectionFailed(broker: broker, error: error))
+                failures += 1
+                index = (index + 1) % brokers.count  // failover, round-robin
+            case .lost(let error):
+                emit(.disconnected(error: error))
+                if stopRequested { return }
+                failures = 0  // first retry goes to the same node after the minimum delay
+            }
+            waitBackoff(failures: failures)
+        }
+    }
+
+    /// Connects a throwaway instance with Clean Start = 1 and no session expiry, so the broker
+    /// discards the session a previous process may have left (see ``MQTTClient``). nil on success.
+    private func resetOldSession(_ broker: BrokerAddress) -> UplinkError? {
+        let inbox = CallbackInbox()
+        guard let r = mosquitto_new(config.clientID, true, nil) else {
+            return .protocolError(broker: broker, detail: "mosquitto_new failed for the session reset")
+        }
+        defer { mosquitto_destroy(r) }
+        do {
+            try Engine.configure(r, config: config, userdata: Unmanaged.passUnretained(inbox).toOpaque(), cleanStart: true)
+        } catch {
+            return error
+        }
+        switch runConnection(r, inbox: inbox, broker: broker, properties: nil, resetOnly: true) {
+        case .failed(let e): return e
+        case .lost, .stopped: return nil
+        }
+    }
+
+    /// Connects `m` to `broker` and drives it with `mosquitto_loop` until the connection ends.
+    /// With `resetOnly`, disconnects right after a successful CONNACK and reports nothing.
+    private func runConnection(_ m: OpaquePointer, inbox: CallbackInbox, broker: BrokerAddress,
+                               properties: OpaquePointer?, resetOnly: Bool) -> ConnectionOutcome {
+        _ = inbox.drain()
+        if stopRequested { return .stopped }
+        errno = 0
+        var rc = mosquitto_connect_bind_v5(m, broker.host, Int32(broker.port), config.keepalive, nil, properties)
+        let connectErrno = errno
+        var logs: [String] = []
+        var connackError: UplinkError? = nil
+        var connected = false
+        var disconnectIssued = false
+        var disconnectRC: Int32? = nil
+        let clock = ContinuousClock()
+        let connectDeadline = clock.now.advanced(by: config.connectTimeout)
+        var stopDeadline: ContinuousClock.Instant? = nil
+
+        func process(_ events: [RawEvent]) {
+            for e in events {
+                switch e {
+                case .log(_, let msg):
+                    logs.append(msg)
+                case .connack(let reason, let flags):
+                    if reason == 0 {
+                        connected = true
+                        if !resetOnly { emit(.connected(broker: broker, sessionPresent: flags & 1 != 0)) }
+                    } else {
+                        connackError = connackFailure(broker, reason)
+                    }
+                case .published(let mid, let reason):
+                    if resetOnly { break }
+                    if reason >= 0x80 {
+                        emit(.refused(mid: mid, reason: RefusalReason(code: reason)))
+                    } else {
+                        emit(.acknowledged(mid: mid, reasonCode: reason))
+                    }
+                case .disconnect(let r):
+                    disconnectRC = r
+                }
+            }
+        }
+        process(inbox.drain())
+        if rc != MOSQ_ERR_SUCCESS.rawValue {
+            return .failed(connectFailure(m, broker, rc, errnoValue: connectErrno, logs: logs))
+        }
+
+        while true {
+            if (stopRequested || (resetOnly && connected)) && !disconnectIssued {
+                disconnectIssued = true
+                stopDeadline = clock.now.advanced(by: .seconds(2))
+                _ = mosquitto_disconnect_v5(m, Int32(MQTT_RC_NORMAL_DISCONNECTION.rawValue), nil)
+            }
+            var timeoutMs: Int32 = 1000
+            if !connected {
+                let left = connectDeadline - clock.now
+                timeoutMs = max(10, min(1000, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
+            }
+            errno = 0
+            rc = mosquitto_loop(m, timeoutMs, 1)
+            let loopErrno = errno
+            process(inbox.drain())
+            if let connackError {
+                return .failed(connackError)
+            }
+            if rc != MOSQ_ERR_SUCCESS.rawValue {
+                if !connected {
+                    if stopRequested { return .stopped }
+                    return .failed(connectFailure(m, broker, rc, errnoValue: loopErrno, logs: logs))
+                }
+                if disconnectIssued {
+                    return resetOnly ? .lost(nil) : (stopRequested ? .lost(nil) : .lost(nil))
+                }
+                return .lost(lostFailure(broker, rc, errnoValue: loopErrno, disconnectRC: disconnectRC))
+            }
+            let now = clock.now
+            if !connected && now >= connectDeadline {
+                if stopRequested { return .stopped }
+                return .failed(.connectTimeout(broker: broker))
+            }
+            if let stopDeadline, now >= stopDeadline {
+                return connected ? .lost(nil) : .stopped
+            }
+        }
+    }
+
+    private func connackFailure(_ b: BrokerAddress, _ reason: Int32) -> UplinkError {
+        if config.protocolVersion == .v5 {
+            switch reason {
+            case 0x86: return .badCredentials(broker: b)
+            case 0x87: return .notAuthorized(broker: b)
+            default:
+                return .connectRefusedByBroker(broker: b, reasonCode: reason,
+                                               reason: String(cString: mosquitto_reason_string(reason)))
+            }
+        }
+        switch reason {
+        case 4: return .badCredentials(broker: b)
+        case 5: return .notAuthorized(broker: b)
+        default:
+            return .connectRefusedByBroker(broker: b, reasonCode: reason,
+                                           reason: String(cString: mosquitto_connack_string(reason)))
+        }
+    }
+
+    private func connectFailure(_ m: OpaquePointer, _ b: BrokerAddress, _ rc: Int32, errnoValue: Int32,
+                                logs: [String]) -> UplinkError {
+        switch rc {
+        case MOSQ_ERR_ERRNO.rawValue:
+            if errnoValue == ECONNREFUSED { return .connectionRefused(broker: b) }
+            if errnoValue == ECONNRESET && b.tls {
+                return .tls(broker: b, detail: "connection reset during the TLS handshake (client certificate rejected?)")
+            }
+            return .network(broker: b, detail: String(cString: strerror(errnoValue)))
+        case MOSQ_ERR_EAI.rawValue:
+            return .dnsFailure(broker: b, detail: "getaddrinfo failed")
+        case MOSQ_ERR_TLS.rawValue, MOSQ_ERR_TLS_HANDSHAKE.rawValue:
+            if logs.contains(where: { $0.contains("host name verification failed") }) {
+                return .tlsHostnameMismatch(broker: b)
+            }
+            if sslGetVerifyResultAddress != 0, let ssl = mosquitto_ssl_get(m),
+               let raw = UnsafeRawPointer(bitPattern: sslGetVerifyResultAddress) {
+                let f = unsafeBitCast(raw, to: SSLGetVerifyResult.self)
+                let v = f(OpaquePointer(ssl))
+                if v == x509CertHasExpired || v == x509CertNotYetValid { return .tlsCertificateExpired(broker: b) }
+                if x509UnknownCAErrors.contains(v) { return .tlsUnknownCA(broker: b) }
+            }
+            let detail = logs.filter { $0.contains("OpenSSL") || $0.contains("Error") }.joined(separator: "; ")
+            return .tls(broker: b, detail: detail.isEmpty ? "handshake failed" : detail)
+        case MOSQ_ERR_CONN_LOST.rawValue, MOSQ_ERR_NO_CONN.rawValue:
+            return .network(broker: b, detail: "connection closed by the broker before CONNACK"
+                            + (b.tls ? " (TLS client certificate rejected?)" : ""))
+        case MOSQ_ERR_PROTOCOL.rawValue, MOSQ_ERR_MALFORMED_PACKET.rawValue, MOSQ_ERR_MALFORMED_UTF8.rawValue:
+            return .protocolError(broker: b, detail: String(cString: mosquitto_strerror(rc)))
+        default:
+            return .protocolError(broker: b, detail: String(cString: mosquitto_strerror(rc)))
+        }
+    }
+
+    private func lostFailure(_ b: BrokerAddress, _ rc: Int32, errnoValue: Int32, disconnectRC: Int32?) -> UplinkError {
+        if config.protocolVersion == .v5, let d = disconnectRC, d >= 0x80 {
+            // The broker sent DISCONNECT with a reason (MQTT 5.0 §3.14.2.1), e.g. 0x8E session taken over.
+            return .protocolError(broker: b, detail: "broker disconnected us: \(String(cString: mosquitto_reason_string(d)))")
+        }
+        if rc == MOSQ_ERR_ERRNO.rawValue {
+            return .connectionLost(broker: b, detail: String(cString: strerror(errnoValue)))
+        }
+        if rc == MOSQ_ERR_PROTOCOL.rawValue || rc == MOSQ_ERR_MALFORMED_PACKET.rawValue {
+            return .protocolError(broker: b, detail: String(cString: mosquitto_strerror(rc)))
+        }
+        return .connectionLost(broker: b, detail: String(cString: mosquitto_strerror(rc)))
+    }
+
+    /// Full-jitter exponential backoff: uniform in [min, min(max, min * 2^failures)]. Blocks on
+    /// the wake pipe (woken by `stop()`), not a sleep loop.
+    private func waitBackoff(failures: Int) {
+        let minMs = Double(config.reconnectMinDelay.components.seconds) * 1000
+            + Double(config.reconnectMinDelay.components.attoseconds) / 1e15
+        let maxMs = Double(config.reconnectMaxDelay.components.seconds) * 1000
+            + Double(config.reconnectMaxDelay.components.attoseconds) / 1e15
+        let upper = min(maxMs, minMs * Double(1 << min(failures, 30)))
+        let delay = upper > minMs ? Double.random(in: minMs...upper) : minMs
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(delay)))
+        while !stopRequested {
+            let left = deadline - ContinuousClock.now
+            let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
+            if ms <= 0 { return }
+            var pfd = pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)
+            let n = poll(&pfd, 1, Int32(min(ms, Int64(Int32.max))))
+            if n > 0 {
+                var buf = [UInt8](repeating: 0, count: 64)
+                _ = read(wakeFD, &buf, buf.count)
+            }
+            // n == 0: deadline reached (checked above); n < 0: EINTR, wait for the rest.
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import CMosquitto
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// `mosquitto_lib_init` exactly once per process. A global `let` is initialised lazily and
+/// thread-safely by the Swift runtime (`swift_once`), and `mosquitto_lib_init` itself is
+/// documented as thread-safe in libmosquitto 2.0 (lib/mosquitto.c guards it with a counter).
+private let libmosquittoInitialised: Int32 = mosquitto_lib_init()
+
+/// MQTT client for the forwarder, over one `mosquitto*` instance driven by a dedicated thread.
+///
+/// ## Threading
+/// A dedicated OS thread (not `mosquitto_loop_start`) runs `mosquitto_connect_bind_v5` and a
+/// blocking `mosquitto_loop` (select on the socket and libmosquitto's wake-up socket pair), and
+/// between attempts waits in `poll` on a self-pipe with a timeout (the backoff). Why not
+/// `mosquitto_loop_start`: its thread reconnects by itself with `mosquitto_reconnect` to the SAME
+/// host with libmosquitto's own backoff, which gives neither failover round-robin, nor full
+/// jitter, nor a connect timeout, nor a place to classify errors. Owning the thread makes the
+/// connection state machine plain sequential code, and `stop()` can join it.
+///
+/// ## Delivery guarantees (confirmed in libmosquitto 2.0.11)
+/// - `mosquitto_publish_v5` (lib/actions.c) queues every QoS 1/2 message in `msgs_out` even
+///   while disconnected, and beyond the broker's Receive Maximum (held in state "invalid" until
+///   quota is free, lib/messages_mosq.c `message__release_to_inflight`). The queue is not capped.
+/// - `mosquitto_connect*` (lib/connect.c `mosquitto__connect_init`) only replaces host/port and
+///   keepalive; `mosquitto__reconnect` calls `message__reconnect_reset` (lib/messages_mosq.c),
+///   which keeps every queued message and resets QoS 1 to "publish", QoS 2 awaiting PUBREC to
+///   "publish" and QoS 2 awaiting PUBCOMP to "resend PUBREL". After a successful CONNACK
+///   (lib/handle_connack.c) `message__retry_check` resends them (PUBLISH with DUP=1, or PUBREL).
+///   So a reconnect, to the same or to ANOTHER host, on the same `mosquitto*` loses nothing
+///   queued, and may duplicate (same payload, same packet id, DUP set).
+/// - Acknowledgement callbacks (lib/handle_pubackcomp.c, lib/handle_pubrec.c): PUBACK/PUBCOMP
+///   call `on_publish_v5` with the reason code; a v5 PUBREC >= 0x80 deletes the message and
+///   calls ONLY `on_publish_v5` (not `on_publish`) — hence the v5 callback is used for both
+///   protocol versions (with 3.1.1 the reason is always 0).
+///
+/// ## Sessions and the QoS 2 packet-id pitfall
+/// Packet ids come from `mosquitto__mid_generate` (lib/util_mosq.c): a per-instance counter
+/// that starts at 1. After a crash a NEW process starts again at 1, while the broker may still
+/// hold, in the old persistent session of the same client id, incoming QoS 2 packet ids that
+/// got PUBREC but never PUBREL. A new QoS 2 PUBLISH reusing such an id would be taken for a
+/// retransmission of the old one and dropped (MQTT 5.0 §4.3.3 / §4.4): silent loss.
+///
+/// Decision: the FIRST connect of each process discards any old session, every later connect of
+/// the process resumes the session. `clean_start` is fixed per `mosquitto*` at `mosquitto_new`,
+/// and `mosquitto_reinitialise` would throw away messages already queued by the caller, so the
+/// client uses a short-lived second instance: before the main instance's first CONNECT it
+/// connects a throwaway instance with the same client id, Clean Start = 1 and (MQTT 5) Session
+/// Expiry 0, waits for its CONNACK and disconnects (MQTT 5.0 §3.1.2.4, §3.1.2.11.2; 3.1.1
+/// §3.1.2.4): the broker drops the old session and its pending QoS 2 ids. The main instance
+/// then always connects with Clean Start = 0 and Session Expiry ``UplinkConfig/sessionExpiry``,
+/// so reconnects within the process resume the session and libmosquitto's retransmissions
+/// complete QoS 2 exchanges exactly once. Anything the old process had not seen acknowledged is
+/// still in the agent's durable buffer and is republished with the same reading id.
+/// The broker list is assumed to be one cluster sharing sessions: the reset is done once per
+/// process, on whichever node answers first.
+public final class MQTTClient: Sendable {
+    /// The event stream. Single consumer; buffered without limit (events are small and the
+    /// consumer is the forwarder, which must see every acknowledgement).
+    public let events: AsyncStream<MQTTEvent>
+    private let engine: Engine
+
+    /// Creates the client (validates the configuration, creates the libmosquitto instance and
+    /// configures TLS, credentials and the Will). Does not connect: call ``start()``.
+    public init(config: UplinkConfig) throws(UplinkError) {
+        try config.validate()
+        _ = libmosquittoInitialised
+        let (stream, continuation) = AsyncStream.makeStream(of: MQTTEvent.self, bufferingPolicy: .unbounded)
+        self.events = stream
+        self.engine = try Engine(config: config, continuation: continuation)
+    }
+
+    /// Starts connecting in the background. Idempotent.
+    public func start() throws(UplinkError) {
+        try engine.start()
+    }
+
+    /// Queues a message; returns libmosquitto's message id (the MQTT packet id for QoS > 0),
+    /// matched later by ``MQTTEvent/acknowledged(mid:reasonCode:)`` or
+    /// ``MQTTEvent/refused(mid:reason:)``. Works while disconnected: QoS 1/2 messages wait in
+    /// libmosquitto's queue and go out after the next CONNACK. QoS 0 while disconnected fails with
+    /// ``UplinkError/publishRejected(detail:)`` (nothing would be sent).
+    ///
+    /// `userProperties` are sent as MQTT 5 User Properties (MQTT 5.0 §3.3.2.3.7), in order, e.g.
+    /// `("reading-id", id.description)`. With ``MQTTProtocolVersion/v311`` they are SILENTLY NOT
+    /// SENT (3.1.1 has no properties); encode anything essential in the payload too.
+    public func publish(topic: String, payload: [UInt8], qos: MQTTQoS = .atLeastOnce, retain: Bool = false,
+                        userProperties: [(String, String)] = []) throws(UplinkError) -> Int32 {
+        try engine.publish(topic: topic, payload: payload, qos: qos, retain: retain, userProperties: userProperties)
+    }
+
+    /// Graceful stop: sends DISCONNECT with reason 0x00 Normal disconnection (MQTT 5.0 §3.14.2.1),
+    /// which makes the broker DISCARD the Last Will (MQTT 5.0 §3.1.2.5, §3.14.4; 3.1.1 §3.1.2.5),
+    /// waits for the loop thread to end (bounded: about 2 s after the DISCONNECT is queued) and
+    /// finishes ``events``. To leave a final status, publish it (retained) and wait for its
+    /// acknowledgement before calling `stop()`. Unacknowledged messages are not waited for: they
+    /// remain in the agent's durable buffer. Idempotent.
+    public func stop() async {
+        await engine.stop()
+    }
+}
