@@ -1,18 +1,15 @@
 import IoMTBuffer
 import IoMTCore
+import IoMTUplink
 import Logging
-
-/// What the forwarder needs from the MQTT client (`IoMTUplink.MQTTClient` in the agent).
-public protocol MessageLink: Sendable {
-    /// Queues one publish; returns its packet id. Throws when it cannot be queued at all.
-    func publish(topic: String, payload: [UInt8], qos: Int32, retain: Bool,
-                 userProperties: [(String, String)]) async throws -> Int32
-}
 
 /// Events the forwarder reacts to, translated from the MQTT client's events.
 public enum LinkEvent: Sendable {
-    case connected(broker: String)
-    case disconnected(reason: String)
+    /// `republishInFlight`: the broker lost our session (QoS 2 exchanges may have been
+    /// forgotten), so everything in flight is offered again from the buffer.
+    case connected(broker: String, republishInFlight: Bool)
+    /// `reason` is nil for our own clean stop.
+    case disconnected(reason: String?)
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2) with a success reason code: the broker has it.
     case acknowledged(mid: Int32)
     /// The broker answered with an error reason code (MQTT 5 §3.4.2.1): not delivered.
@@ -36,11 +33,11 @@ public actor Forwarder {
 
     public struct Settings: Sendable {
         public var window: Int
-        public var qos: Int32
+        public var qos: MQTTQoS
         public var order: Order
         /// How long a message the broker refused waits before it is offered again.
         public var refusedRetryDelay: Duration
-        public init(window: Int, qos: Int32, order: Order, refusedRetryDelay: Duration = .seconds(30)) {
+        public init(window: Int, qos: MQTTQoS, order: Order, refusedRetryDelay: Duration = .seconds(30)) {
             self.window = max(1, window)
             self.qos = qos
             self.order = order
@@ -55,7 +52,7 @@ public actor Forwarder {
     }
 
     private let store: SQLiteBuffer
-    private let link: any MessageLink
+    private let link: MQTTClient
     private let settings: Settings
     private let logger: Logger
     public nonisolated let doorbell = Doorbell()
@@ -69,8 +66,12 @@ public actor Forwarder {
     private var delivered: UInt64 = 0
     private var refused: UInt64 = 0
     private var latencyObserver: (@Sendable (Int64) -> Void)?
+    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    private var otherWaiters: [Int32: CheckedContinuation<Bool, Never>] = [:]
+    /// Acknowledgements of publishes outside the window that nobody waited for (yet).
+    private var unmatched: [Int32: Bool] = [:]
 
-    public init(store: SQLiteBuffer, link: any MessageLink, settings: Settings, logger: Logger) {
+    public init(store: SQLiteBuffer, link: MQTTClient, settings: Settings, logger: Logger) {
         self.store = store
         self.link = link
         self.settings = settings
@@ -88,9 +89,16 @@ public actor Forwarder {
 
     public func handle(_ event: LinkEvent) async {
         switch event {
-        case .connected(let broker):
+        case .connected(let broker, let republish):
             connected = true
             logger.info("uplink connected", metadata: ["broker": "\(broker)"])
+            if republish, !inflight.isEmpty {
+                logger.notice("broker has no session for us; republishing in-flight messages",
+                              metadata: ["count": "\(inflight.count)"])
+                await store.release(inflight.values.map(\.token))
+                inflight.removeAll()
+                backlogInFlight = 0
+            }
             if case .liveFirst = settings.order {
                 // Everything already stored (and not in flight) is backlog from now on.
                 let maxRow = await store.maxRowID()
@@ -100,17 +108,23 @@ public actor Forwarder {
             }
             doorbell.ring()
         case .disconnected(let reason):
-            if connected { logger.warning("uplink disconnected", metadata: ["reason": "\(reason)"]) }
+            if connected, let reason { logger.warning("uplink disconnected", metadata: ["reason": "\(reason)"]) }
             connected = false
         case .acknowledged(let mid):
-            guard let entry = inflight.removeValue(forKey: mid) else { return } // e.g. a status publish
+            guard let entry = inflight.removeValue(forKey: mid) else {
+                otherAcknowledged(mid, delivered: true) // e.g. a status publish
+                return
+            }
             if entry.isBacklog { backlogInFlight -= 1 }
             pendingAcks.append(entry.token)
             delivered += 1
             latencyObserver?(monotonicMilliseconds() - entry.sentAt)
             doorbell.ring()
         case .refused(let mid, let reason):
-            guard let entry = inflight.removeValue(forKey: mid) else { return }
+            guard let entry = inflight.removeValue(forKey: mid) else {
+                otherAcknowledged(mid, delivered: false)
+                return
+            }
             if entry.isBacklog { backlogInFlight -= 1 }
             refused += 1
             logger.error("broker refused a message; it stays buffered and is retried",
@@ -129,9 +143,41 @@ public actor Forwarder {
     public func run() async {
         for await _ in doorbell.rings {
             await flushAcks()
-            await fillWindow()
+            let leasedNothing = await fillWindow()
+            if leasedNothing, inflight.isEmpty, pendingAcks.isEmpty, connected {
+                for waiter in idleWaiters { waiter.resume() }
+                idleWaiters.removeAll()
+            }
         }
         await flushAcks()
+        for waiter in idleWaiters { waiter.resume() }
+        idleWaiters.removeAll()
+    }
+
+    /// Returns once the buffer is empty and nothing is in flight (checked after each pump turn).
+    public func waitUntilIdle() async {
+        await withCheckedContinuation { idleWaiters.append($0) }
+    }
+
+    /// Waits for the acknowledgement of a publish made outside the window (e.g. the final status),
+    /// at most `timeout`. True if the broker acknowledged it.
+    public func waitForAcknowledgement(of mid: Int32, timeout: Duration) async -> Bool {
+        if let early = unmatched.removeValue(forKey: mid) { return early }
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.otherAcknowledged(mid, delivered: false, timedOut: true)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { otherWaiters[mid] = $0 }
+    }
+
+    private func otherAcknowledged(_ mid: Int32, delivered: Bool, timedOut: Bool = false) {
+        if let waiter = otherWaiters.removeValue(forKey: mid) {
+            waiter.resume(returning: delivered)
+        } else if !timedOut {
+            unmatched[mid] = delivered
+            if unmatched.count > 64, let first = unmatched.keys.first { unmatched.removeValue(forKey: first) }
+        }
     }
 
     /// Deletes acknowledged messages (one transaction). On failure they stay buffered and are
@@ -148,26 +194,28 @@ public actor Forwarder {
         }
     }
 
-    private func fillWindow() async {
+    /// Returns true when the buffer had nothing more to lease.
+    private func fillWindow() async -> Bool {
         while connected {
             let free = settings.window - inflight.count
-            guard free > 0 else { return }
+            guard free > 0 else { return false }
             let batch: [StoredMessage]
             do {
                 batch = try await nextBatch(free: free)
             } catch {
                 logger.error("could not read from the buffer", metadata: ["error": "\(error)"])
-                return
+                return false
             }
-            guard !batch.isEmpty else { return }
+            guard !batch.isEmpty else { return true }
             for (index, stored) in batch.enumerated() {
                 guard connected else {
                     await store.release(batch[index...].map(\.token))
-                    return
+                    return false
                 }
                 await send(stored)
             }
         }
+        return false
     }
 
     private func nextBatch(free: Int) async throws -> [StoredMessage] {
@@ -194,7 +242,7 @@ public actor Forwarder {
             payload = Forwarder.markBacklog(payload)
         }
         do {
-            let mid = try await link.publish(topic: m.topic, payload: payload, qos: settings.qos, retain: false,
+            let mid = try link.publish(topic: m.topic, payload: payload, qos: settings.qos, retain: false,
                                              userProperties: properties)
             inflight[mid] = InFlight(token: stored.token, isBacklog: isBacklog, sentAt: monotonicMilliseconds())
             if isBacklog { backlogInFlight += 1 }

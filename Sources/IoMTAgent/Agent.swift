@@ -1,0 +1,236 @@
+import IoMTBuffer
+import IoMTConfig
+import IoMTCore
+import IoMTSources
+import IoMTUplink
+import Logging
+import ServiceLifecycle
+
+/// The gateway: sources → ingestor (durable, group commit) → buffer → forwarder → MQTT.
+///
+/// Start-up opens the buffer (moving a corrupt file aside), loads the per-device sequence
+/// numbers, connects to the broker and starts the sources. A graceful stop (SIGTERM/SIGINT
+/// through ServiceLifecycle, or `exitWhenDrained`) stops the sources, commits what they
+/// handed over, gives in-flight publishes a moment to be acknowledged, deletes what was
+/// acknowledged, leaves a retained `offline` status and disconnects. Whatever is not
+/// acknowledged stays in the buffer for the next start.
+public struct Agent: Service {
+    public struct Options: Sendable {
+        /// Stop once every simulator with a `count` has finished and the buffer is empty.
+        public var exitWhenDrained: Bool
+        /// How long a stop waits for in-flight publishes to be acknowledged.
+        public var drainOnStop: Duration
+        public init(exitWhenDrained: Bool = false, drainOnStop: Duration = .seconds(3)) {
+            self.exitWhenDrained = exitWhenDrained
+            self.drainOnStop = drainOnStop
+        }
+    }
+
+    public static let version = "0.1.0"
+
+    let config: AgentConfig
+    let options: Options
+    let logger: Logger
+    let clock: any WallClock
+
+    public init(config: AgentConfig, options: Options = Options(), logger: Logger,
+                clock: any WallClock = SystemWallClock()) {
+        self.config = config
+        self.options = options
+        self.logger = logger
+        self.clock = clock
+    }
+
+    public var topics: Topics { Topics(prefix: config.broker.topicPrefix) }
+
+    public func run() async throws {
+        let startedAt = clock.now()
+        try StateDirectory.prepare(config.stateDir)
+        let password = try config.broker.passwordFile.map { path throws(AgentError) in try SecretFile.read(path) }
+
+        let buffer: SQLiteBuffer
+        do {
+            buffer = try await SQLiteBuffer(
+                path: config.stateDir + "/buffer.db", maxBytes: config.buffer.maxBytes,
+                onFull: config.buffer.onFull == .dropOldest ? .dropOldest : .reject,
+                gatewayID: config.gateway.id, gapTopic: topics.gaps, logger: logger)
+        } catch {
+            throw AgentError("cannot open the buffer: \(error)")
+        }
+        if let movedTo = buffer.recoveredFromCorruption {
+            logger.error("the buffer file was corrupt; it was moved aside and a new one started",
+                         metadata: ["moved_to": "\(movedTo)", "salvaged_rows": "\(buffer.salvagedRowCount)"])
+        }
+        let sequences = try await buffer.loadSequences()
+
+        let status = StatusReporter(gatewayID: config.gateway.id, version: Agent.version, startedAt: startedAt,
+                                    devices: simulatorDevices(), clock: clock)
+        let client: MQTTClient
+        do {
+            let will = LastWill(topic: topics.status, payload: status.offline(reason: "connection-lost"), qos: .atLeastOnce, retain: true)
+            client = try MQTTClient(config: uplinkConfig(password: password, will: will))
+        } catch {
+            throw AgentError("broker configuration: \(error)")
+        }
+
+        let forwarder = Forwarder(
+            store: buffer, link: client,
+            settings: .init(window: config.broker.inflightWindow,
+                            qos: config.broker.qos == .exactlyOnce ? .exactlyOnce : .atLeastOnce,
+                            order: config.buffer.order == .liveFirst ? .liveFirst(backlogShare: config.buffer.backlogShare) : .fifo),
+            logger: logger)
+        let doorbell = forwarder.doorbell
+        let ingestor = Ingestor(
+            store: buffer,
+            settings: .init(gatewayID: config.gateway.id, topics: topics,
+                            maxDelay: .milliseconds(config.buffer.commitMaxDelayMilliseconds),
+                            maxBatch: config.buffer.commitMaxBatch),
+            clock: clock, logger: logger, initialSequences: sequences,
+            onCommitted: { doorbell.ring() })
+
+        let buffered = (try? await buffer.stats().messageCount) ?? 0
+        logger.info("agent starting", metadata: [
+            "buffered": "\(buffered)",
+            "gateway": "\(config.gateway.id)", "version": "\(Agent.version)",
+            "brokers": "\(config.broker.endpoints.map(\.description).joined(separator: ","))",
+            "sources": "\(config.simulators.count)",
+        ])
+        try client.start()
+
+        let pump = Task { await forwarder.run() }
+        let commits = Task { await ingestor.run() }
+        let events = Task {
+            await Agent.handleEvents(client: client, forwarder: forwarder, status: status, buffer: buffer,
+                                     ingestor: ingestor, topics: topics, qos: config.broker.qos, logger: logger)
+        }
+        let heartbeat = Task {
+            await Agent.publishHealth(every: .seconds(config.broker.statusIntervalSeconds), client: client,
+                                      forwarder: forwarder, status: status, buffer: buffer, ingestor: ingestor,
+                                      topic: topics.status)
+        }
+
+        // Sources run until a graceful shutdown (or, with exitWhenDrained, until done and drained).
+        let sources = makeSources()
+        let sourcesTask = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for source in sources {
+                    group.addTask {
+                        do { try await source.run(into: ingestor) } catch is CancellationError {
+                        } catch {
+                            logger.error("source stopped", metadata: ["source": "\(source.sourceID)", "error": "\(error)"])
+                        }
+                    }
+                }
+            }
+        }
+        let exitWhenDrained = options.exitWhenDrained
+        await withTaskGroup(of: Void.self) { waiters in
+            waiters.addTask { try? await gracefulShutdown() }
+            if exitWhenDrained {
+                waiters.addTask {
+                    await sourcesTask.value
+                    await forwarder.waitUntilIdle()
+                }
+            }
+            await waiters.next()
+            waiters.cancelAll()
+        }
+
+        logger.info("agent stopping")
+        sourcesTask.cancel()
+        await sourcesTask.value
+        commits.cancel()
+        await commits.value
+        doorbell.ring()
+        if await forwarder.isConnected {
+            let drained = Task { await forwarder.waitUntilIdle() }
+            let timer = Task {
+                try? await Task.sleep(for: options.drainOnStop)
+                drained.cancel()
+            }
+            _ = await withTaskCancellationHandler { await drained.value } onCancel: {}
+            timer.cancel()
+        }
+        heartbeat.cancel()
+        await heartbeat.value
+        await forwarder.flushAcks()
+        if await forwarder.isConnected,
+           let mid = try? client.publish(topic: topics.status, payload: status.offline(reason: "shutdown"),
+                                         qos: .atLeastOnce, retain: true) {
+            _ = await forwarder.waitForAcknowledgement(of: mid, timeout: .seconds(2))
+        }
+        await client.stop()
+        await events.value
+        doorbell.close()
+        await pump.value
+        let left = (try? await buffer.stats().messageCount) ?? -1
+        await buffer.close()
+        logger.info("agent stopped", metadata: ["still_buffered": "\(left)"])
+    }
+
+    // MARK: - Wiring
+
+    func uplinkConfig(password: String?, will: LastWill) -> UplinkConfig {
+        let b = config.broker
+        return UplinkConfig(
+            brokers: b.endpoints.map { BrokerAddress(host: $0.host, port: $0.port, tls: $0.tls) },
+            clientID: b.clientID,
+            protocolVersion: b.protocolVersion == .mqtt311 ? .v311 : .v5,
+            username: b.username, password: password,
+            caFile: b.caFile, certFile: b.clientCertificate?.certFile, keyFile: b.clientCertificate?.keyFile,
+            keepalive: Int32(b.keepAliveSeconds), sessionExpiry: b.sessionExpirySeconds,
+            reconnectMinDelay: .milliseconds(b.reconnectMinMilliseconds),
+            reconnectMaxDelay: .milliseconds(b.reconnectMaxMilliseconds),
+            will: will)
+    }
+
+    func makeSources() -> [any ReadingSource] {
+        config.simulators.map { sim in
+            SimulatorSource(id: sim.id, profile: SimulatedProfile(rawValue: sim.profile.rawValue) ?? .pulseOximeter,
+                            patientID: sim.patient, rate: sim.rate, count: sim.count, seed: sim.seed, clock: clock)
+        }
+    }
+
+    func simulatorDevices() -> [DeviceRef] {
+        makeSources().compactMap { ($0 as? SimulatorSource)?.device }
+    }
+
+    static func handleEvents(client: MQTTClient, forwarder: Forwarder, status: StatusReporter, buffer: SQLiteBuffer,
+                             ingestor: Ingestor, topics: Topics, qos: QoS, logger: Logger) async {
+        var everConnected = false
+        for await event in client.events {
+            switch event {
+            case .connected(let broker, let sessionPresent):
+                status.setBroker(broker.description, error: nil)
+                // The birth message; the retained Will replaces it if the link dies.
+                let health = await status.online(buffer: buffer, ingestor: ingestor)
+                _ = try? client.publish(topic: topics.status, payload: health.payload, qos: .atLeastOnce, retain: true)
+                await forwarder.handle(.connected(broker: broker.description,
+                                                  republishInFlight: everConnected && !sessionPresent && qos == .exactlyOnce))
+                everConnected = true
+            case .connectionFailed(let broker, let error):
+                status.setBroker(nil, error: error.description)
+                logger.warning("cannot connect to the broker; retrying with backoff",
+                               metadata: ["broker": "\(broker)", "error": "\(error)"])
+            case .disconnected(let error):
+                status.setBroker(nil, error: error?.description)
+                await forwarder.handle(.disconnected(reason: error?.description))
+            case .acknowledged(let mid, _):
+                await forwarder.handle(.acknowledged(mid: mid))
+            case .refused(let mid, let reason):
+                await forwarder.handle(.refused(mid: mid, reason: reason.description))
+            }
+        }
+    }
+
+    static func publishHealth(every interval: Duration, client: MQTTClient, forwarder: Forwarder,
+                              status: StatusReporter, buffer: SQLiteBuffer, ingestor: Ingestor, topic: String) async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            // Only while connected: status published offline would queue up in memory.
+            guard await forwarder.isConnected else { continue }
+            let health = await status.online(buffer: buffer, ingestor: ingestor)
+            _ = try? client.publish(topic: topic, payload: health.payload, qos: .atLeastOnce, retain: true)
+        }
+    }
+}

@@ -1,1 +1,0 @@
-print("iomt-agent: not built yet")
