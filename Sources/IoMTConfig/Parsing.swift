@@ -88,9 +88,9 @@ struct ConfigReader {
             return problem(mark, text, context)
         case let .composer(context, text, mark, _):
             // `compose` reports a second document with a context placed at 1:1; keep the text only.
-            if let context, context.mark.line == 1, context.mark.column == 1 {
+            if text == "but found another document" {
                 return ConfigProblem(source: source, line: mark.line, column: mark.column, keyPath: "",
-                                     message: "YAML syntax error: \(text) (\(context.text))")
+                                     message: "YAML syntax error: a second document ('---') is not allowed; the configuration is one document")
             }
             return problem(mark, text, context)
         case let .reader(text, offset, _, _):
@@ -153,6 +153,9 @@ struct ConfigReader {
         let lower = key.lowercased()
         if ["password", "passwd", "pass", "secret", "token", "pwd"].contains(where: { lower.contains($0) }) {
             return "unknown key; secrets do not belong in the configuration file: write the password to a file only the agent can read and set broker.password_file to its path"
+        }
+        if key == "<<" {
+            return "YAML merge keys ('<<') are not supported; write the keys out"
         }
         if let near = closest(key, among: allowed) {
             return "unknown key (did you mean '\(near)'?)"
@@ -313,7 +316,7 @@ struct ConfigReader {
         // log
         var log = AgentConfig.Log()
         if let l = section(top.values["log"], path: "log", parentLine: top.line, keys: Keys.log) {
-            log.level = choice(l, "level", default: LogLevel.info) ?? .info
+            log.level = choice(l, "level", default: log.level) ?? log.level
         }
 
         let broker = buildBroker(top, gatewayID: gatewayID ?? "")
@@ -343,6 +346,8 @@ struct ConfigReader {
             return nil
         }
         var ok = true
+        // Defaults come from the memberwise initializer, the one place they are written down.
+        let d = AgentConfig.Broker(endpoints: [], gatewayID: "")
 
         // url: one string or a list of them.
         var endpoints: [BrokerEndpoint] = []
@@ -392,7 +397,7 @@ struct ConfigReader {
                 clientID = id
             }
         }
-        let protocolVersion: MQTTProtocolVersion? = choice(b, "protocol", default: .mqtt5)
+        let protocolVersion: MQTTProtocolVersion? = choice(b, "protocol", default: d.protocolVersion)
 
         let username = optionalText(b, "username")
         let passwordFile = optionalText(b, "password_file")
@@ -425,9 +430,8 @@ struct ConfigReader {
             break
         }
 
-        var qos = QoS.atLeastOnce
-        let (q, _) = integer(b, "qos", 1...2, default: 1, rangeMessage: "must be 1 or 2")
-        qos = QoS(rawValue: Int(q)) ?? .atLeastOnce
+        let (q, _) = integer(b, "qos", 1...2, default: Int64(d.qos.rawValue), rangeMessage: "must be 1 or 2")
+        let qos = QoS(rawValue: Int(q)) ?? d.qos
 
         var topicPrefix: String?
         if let (prefix, line) = optionalText(b, "topic_prefix") {
@@ -439,17 +443,18 @@ struct ConfigReader {
             }
         }
 
-        let keepAlive = integer(b, "keepalive_s", 5...3600, default: 30).0
-        let sessionExpiry = integer(b, "session_expiry_s", 0...4_294_967_295, default: 86_400).0
-        let inflight = integer(b, "inflight_window", 1...65535, default: 64).0
-        let reconnectMin = integer(b, "reconnect_min_ms", 10...3_600_000, default: 500).0
-        let (reconnectMax, maxLine) = integer(b, "reconnect_max_ms", 10...3_600_000, default: 60_000)
+        let keepAlive = integer(b, "keepalive_s", 5...3600, default: Int64(d.keepAliveSeconds)).0
+        let sessionExpiry = integer(b, "session_expiry_s", 0...4_294_967_295, default: Int64(d.sessionExpirySeconds)).0
+        let inflight = integer(b, "inflight_window", 1...65535, default: Int64(d.inflightWindow)).0
+        let reconnectMin = integer(b, "reconnect_min_ms", 10...3_600_000, default: Int64(d.reconnectMinMilliseconds)).0
+        let (reconnectMax, maxLine) = integer(b, "reconnect_max_ms", 10...3_600_000,
+                                              default: Int64(d.reconnectMaxMilliseconds))
         if reconnectMax < reconnectMin {
             report("broker.reconnect_max_ms", maxLine ?? line(b.values["reconnect_min_ms"], b.line),
                    "must be at least broker.reconnect_min_ms (\(reconnectMin)), got \(reconnectMax)")
             ok = false
         }
-        let statusInterval = integer(b, "status_interval_s", 1...86400, default: 30).0
+        let statusInterval = integer(b, "status_interval_s", 1...86400, default: Int64(d.statusIntervalSeconds)).0
 
         guard ok, let protocolVersion else { return nil }
         return AgentConfig.Broker(
@@ -484,14 +489,15 @@ struct ConfigReader {
                        "must be a number of bytes or a size like 256MiB (\(units)), got \(describe(node))")
             }
         }
-        buffer.onFull = choice(s, "on_full", default: BufferFullPolicy.reject) ?? .reject
-        buffer.order = choice(s, "order", default: DeliveryOrder.fifo) ?? .fifo
+        buffer.onFull = choice(s, "on_full", default: buffer.onFull) ?? buffer.onFull
+        buffer.order = choice(s, "order", default: buffer.order) ?? buffer.order
         if let (share, _) = number(s, "backlog_share", { $0 >= 0.05 && $0 <= 0.95 },
                                    rangeMessage: "must be between 0.05 and 0.95") {
             buffer.backlogShare = share
         }
-        buffer.commitMaxDelayMilliseconds = Int(integer(s, "commit_max_delay_ms", 0...1000, default: 10).0)
-        buffer.commitMaxBatch = Int(integer(s, "commit_max_batch", 1...10000, default: 256).0)
+        buffer.commitMaxDelayMilliseconds = Int(integer(s, "commit_max_delay_ms", 0...1000,
+                                                        default: Int64(buffer.commitMaxDelayMilliseconds)).0)
+        buffer.commitMaxBatch = Int(integer(s, "commit_max_batch", 1...10000, default: Int64(buffer.commitMaxBatch)).0)
         return buffer
     }
 

@@ -324,3 +324,39 @@ import Testing
         }
     }
 }
+
+@Suite struct YAMLFeatureTests {
+    @Test func secondDocumentIsRefused() throws {
+        let e = problems(minimalYAML + "\n---\nx: 1\n")
+        let p = try #require(e.problems.first)
+        #expect(p.line == 5)
+        #expect(p.message.contains("second document"))
+    }
+
+    @Test func mergeKeysAreRefusedClearly() throws {
+        let e = problems("gateway: &g\n  id: g\nbroker:\n  url: mqtt://h\n  <<: *g\n")
+        let p = try #require(problem(e, at: "broker.<<"))
+        #expect(p.line == 5)
+        #expect(p.message.contains("merge keys"))
+    }
+
+    @Test func undefinedAliasIsASyntaxError() throws {
+        let e = problems("gateway:\n  id: *nope\n")
+        #expect(e.problems.first?.line == 2)
+        #expect(e.problems.first?.message.contains("undefined alias") == true)
+    }
+
+    @Test func anchorsAndAliasesWork() throws {
+        let c = try parseValid("""
+            gateway:
+              id: hub-001
+            broker:
+              url: mqtt://127.0.0.1:1883
+            simulators:
+              - &base {profile: thermometer, patient: P-1, rate: 1}
+              - *base
+            """)
+        #expect(c.simulators.map(\.id) == ["sim-thermometer-1", "sim-thermometer-2"])
+        #expect(c.simulators.map(\.patient) == ["P-1", "P-1"])
+    }
+}
