@@ -243,6 +243,30 @@ struct ConfigReader {
         return (value, line)
     }
 
+    /// A file path for a secret or key material. Refused without echoing the value if it does
+    /// not look like a path (someone pasted the password or PEM text itself).
+    mutating func filePath(_ s: Section, _ key: String, example: String) -> (String, Int)? {
+        guard let node = value(s, key) else { return nil }
+        let line = line(node, s.line)
+        guard case let .scalar(scalar) = node else {
+            report(s.path(key), line, "must be a file path (e.g. \(example)), got \(node.isMappingOrSequence ? describe(node) : "something else")")
+            return nil
+        }
+        let text = scalar.string
+        if text.isEmpty {
+            report(s.path(key), line, "must not be empty (leave the key out instead)")
+            return nil
+        }
+        if !text.contains("/") || text.contains("-----BEGIN")
+            || text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            // Not echoed: this may be the secret itself.
+            report(s.path(key), line,
+                   "must be the path of a file (e.g. \(example), or ./name for the working directory), not its contents; the value is not shown")
+            return nil
+        }
+        return (text, line)
+    }
+
     /// An integer in `range`; `default` when absent. Quoted numbers are strings, not integers.
     mutating func integer(_ s: Section, _ key: String, _ range: ClosedRange<Int64>, default def: Int64,
                           rangeMessage: String? = nil) -> (Int64, Int?) {
@@ -400,18 +424,18 @@ struct ConfigReader {
         let protocolVersion: MQTTProtocolVersion? = choice(b, "protocol", default: d.protocolVersion)
 
         let username = optionalText(b, "username")
-        let passwordFile = optionalText(b, "password_file")
+        let passwordFile = filePath(b, "password_file", example: "/etc/iomt-agent/broker.password")
         if let (_, line) = passwordFile, username == nil, b.values["username"].map(isNull) ?? true {
             report("broker.password_file", line, "requires broker.username (the password belongs to a user)")
             ok = false
         }
-        let caFile = optionalText(b, "ca_file")
+        let caFile = filePath(b, "ca_file", example: "/etc/iomt-agent/ca.pem")
         if let (_, line) = caFile, !endpoints.isEmpty, !anyTLS {
             report("broker.ca_file", line, "is only used with mqtts:// URLs, and broker.url has none")
             ok = false
         }
-        let certFile = optionalText(b, "cert_file")
-        let keyFile = optionalText(b, "key_file")
+        let certFile = filePath(b, "cert_file", example: "/etc/iomt-agent/client.crt")
+        let keyFile = filePath(b, "key_file", example: "/etc/iomt-agent/client.key")
         var clientCertificate: AgentConfig.ClientCertificate?
         switch (certFile, keyFile) {
         case let ((cert, certLine)?, (key, _)?):
@@ -629,6 +653,15 @@ struct ConfigReader {
 }
 
 // MARK: - Helpers
+
+extension Node {
+    var isMappingOrSequence: Bool {
+        switch self {
+        case .mapping, .sequence: true
+        default: false
+        }
+    }
+}
 
 /// A parsed integer: sign and magnitude (nil magnitude: too large for UInt64).
 struct ParsedInteger {
