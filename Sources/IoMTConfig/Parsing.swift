@@ -58,6 +58,8 @@ struct Section {
     /// Line of the mapping (where missing keys are reported).
     var line: Int
     var values: [String: Node] = [:]
+    /// Line of each key (problems about a value are reported where its key is).
+    var keyLines: [String: Int] = [:]
 
     func path(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 }
@@ -121,18 +123,18 @@ struct ConfigReader {
     /// empty node is an empty section (everything default). Nil if the node is not a mapping.
     mutating func section(_ node: Node?, path: String, parentLine: Int, keys: [String]) -> Section? {
         guard let node, !isNull(node) else {
-            return Section(path: path, line: node?.mark?.line ?? parentLine)
+            return Section(path: path, line: parentLine)
         }
         guard case let .mapping(mapping) = node else {
             if path.isEmpty {
-                report("", line(node, parentLine),
+                report("", parentLine,
                        "the configuration must be a mapping of keys (gateway:, broker:, ...), got \(describe(node))")
             } else {
-                report(path, line(node, parentLine), "must be a mapping (indented 'key: value' lines), got \(describe(node))")
+                report(path, parentLine, "must be a mapping (indented 'key: value' lines), got \(describe(node))")
             }
             return nil
         }
-        var section = Section(path: path, line: line(node, parentLine))
+        var section = Section(path: path, line: parentLine)
         for (keyNode, value) in mapping {
             let keyLine = line(keyNode, section.line)
             guard case let .scalar(scalar) = keyNode else {
@@ -142,6 +144,7 @@ struct ConfigReader {
             let key = scalar.string
             if keys.contains(key) {
                 section.values[key] = value
+                section.keyLines[key] = keyLine
             } else {
                 report(section.path(key), keyLine, unknownKeyMessage(key, in: path, allowed: keys))
             }
@@ -177,6 +180,9 @@ struct ConfigReader {
 
     func line(_ node: Node?, _ fallback: Int) -> Int { node?.mark?.line ?? fallback }
 
+    /// The line of `key` in `s`, or of the mapping if the key is absent.
+    func line(_ s: Section, _ key: String) -> Int { s.keyLines[key] ?? s.line }
+
     func isNull(_ node: Node) -> Bool {
         guard case let .scalar(s) = node, s.style == .plain || s.style == .any else { return false }
         return ["", "~", "null", "Null", "NULL"].contains(s.string)
@@ -209,16 +215,16 @@ struct ConfigReader {
     mutating func text(_ s: Section, _ key: String) -> (String, Int)? {
         guard let node = value(s, key) else { return nil }
         guard case let .scalar(scalar) = node else {
-            report(s.path(key), line(node, s.line), "must be a single value, got \(describe(node))")
+            report(s.path(key), line(s, key), "must be a single value, got \(describe(node))")
             return nil
         }
-        return (scalar.string, line(node, s.line))
+        return (scalar.string, line(s, key))
     }
 
     /// A required, non-empty string.
     mutating func requiredText(_ s: Section, _ key: String, example: String) -> (String, Int)? {
         guard s.values[key].map({ !isNull($0) }) ?? false else {
-            report(s.path(key), line(s.values[key], s.line), "is required (e.g. \(key): \(example))")
+            report(s.path(key), line(s, key), "is required (e.g. \(key): \(example))")
             return nil
         }
         guard let (value, line) = text(s, key) else { return nil }
@@ -247,7 +253,7 @@ struct ConfigReader {
     /// not look like a path (someone pasted the password or PEM text itself).
     mutating func filePath(_ s: Section, _ key: String, example: String) -> (String, Int)? {
         guard let node = value(s, key) else { return nil }
-        let line = line(node, s.line)
+        let line = line(s, key)
         guard case let .scalar(scalar) = node else {
             report(s.path(key), line, "must be a file path (e.g. \(example)), got \(node.isMappingOrSequence ? describe(node) : "something else")")
             return nil
@@ -271,7 +277,7 @@ struct ConfigReader {
     mutating func integer(_ s: Section, _ key: String, _ range: ClosedRange<Int64>, default def: Int64,
                           rangeMessage: String? = nil) -> (Int64, Int?) {
         guard let node = value(s, key) else { return (def, nil) }
-        let line = line(node, s.line)
+        let line = line(s, key)
         guard case let .scalar(scalar) = node, scalar.style == .plain || scalar.style == .any,
               let parsed = parseInteger(scalar.string) else {
             report(s.path(key), line, "must be an integer, got \(describe(node))")
@@ -288,7 +294,7 @@ struct ConfigReader {
     /// A finite number (integer or decimal) in `range`, or nil if absent.
     mutating func number(_ s: Section, _ key: String, _ check: (Double) -> Bool, rangeMessage: String) -> (Double, Int)? {
         guard let node = value(s, key) else { return nil }
-        let line = line(node, s.line)
+        let line = line(s, key)
         guard case let .scalar(scalar) = node, scalar.style == .plain || scalar.style == .any,
               let v = parseNumber(scalar.string) else {
             report(s.path(key), line, "must be a number, got \(describe(node))")
@@ -307,13 +313,13 @@ struct ConfigReader {
         guard let node = value(s, key) else { return def }
         let names = E.allCases.map(\.rawValue)
         guard case let .scalar(scalar) = node else {
-            report(s.path(key), line(node, s.line), "must be one of \(names.joined(separator: ", ")), got \(describe(node))")
+            report(s.path(key), line(s, key), "must be one of \(names.joined(separator: ", ")), got \(describe(node))")
             return nil
         }
         if let v = E(rawValue: scalar.string) { return v }
         var message = "must be one of \(names.joined(separator: ", ")), got \(describe(node))"
         if let near = closest(scalar.string, among: names) { message += " (did you mean '\(near)'?)" }
-        report(s.path(key), line(node, s.line), message)
+        report(s.path(key), line(s, key), message)
         return nil
     }
 
@@ -324,7 +330,7 @@ struct ConfigReader {
 
         // gateway
         var gatewayID: String?
-        if let gw = section(top.values["gateway"], path: "gateway", parentLine: top.line, keys: Keys.gateway) {
+        if let gw = section(top.values["gateway"], path: "gateway", parentLine: line(top, "gateway"), keys: Keys.gateway) {
             if let (id, line) = requiredText(gw, "id", example: "hub-001") {
                 if let problem = identifierProblem(id, maxLength: 64) {
                     report("gateway.id", line, problem)
@@ -339,7 +345,7 @@ struct ConfigReader {
 
         // log
         var log = AgentConfig.Log()
-        if let l = section(top.values["log"], path: "log", parentLine: top.line, keys: Keys.log) {
+        if let l = section(top.values["log"], path: "log", parentLine: line(top, "log"), keys: Keys.log) {
             log.level = choice(l, "level", default: log.level) ?? log.level
         }
 
@@ -348,7 +354,7 @@ struct ConfigReader {
 
         // output
         var output = AgentConfig.Output()
-        if let o = section(top.values["output"], path: "output", parentLine: top.line, keys: Keys.output),
+        if let o = section(top.values["output"], path: "output", parentLine: line(top, "output"), keys: Keys.output),
            let (name, line) = text(o, "format") {
             let format = OutputFormat(rawValue: name)
             if OutputFormat.known.contains(format) {
@@ -366,7 +372,7 @@ struct ConfigReader {
     }
 
     mutating func buildBroker(_ top: Section, gatewayID: String) -> AgentConfig.Broker? {
-        guard let b = section(top.values["broker"], path: "broker", parentLine: top.line, keys: Keys.broker) else {
+        guard let b = section(top.values["broker"], path: "broker", parentLine: line(top, "broker"), keys: Keys.broker) else {
             return nil
         }
         var ok = true
@@ -381,7 +387,7 @@ struct ConfigReader {
             case let .sequence(seq):
                 items = seq.enumerated().map { ($0.element, "broker.url[\($0.offset)]") }
                 if items.isEmpty {
-                    report("broker.url", line(node, b.line), "must list at least one broker URL")
+                    report("broker.url", line(b, "url"), "must list at least one broker URL")
                     ok = false
                 }
             default:
@@ -407,7 +413,7 @@ struct ConfigReader {
                 }
             }
         } else {
-            report("broker.url", line(b.values["url"], b.line), "is required (e.g. url: mqtt://127.0.0.1:1883)")
+            report("broker.url", line(b, "url"), "is required (e.g. url: mqtt://127.0.0.1:1883)")
             ok = false
         }
         let anyTLS = endpoints.contains { $0.tls }
@@ -474,7 +480,7 @@ struct ConfigReader {
         let (reconnectMax, maxLine) = integer(b, "reconnect_max_ms", 10...3_600_000,
                                               default: Int64(d.reconnectMaxMilliseconds))
         if reconnectMax < reconnectMin {
-            report("broker.reconnect_max_ms", maxLine ?? line(b.values["reconnect_min_ms"], b.line),
+            report("broker.reconnect_max_ms", maxLine ?? line(b, "reconnect_min_ms"),
                    "must be at least broker.reconnect_min_ms (\(reconnectMin)), got \(reconnectMax)")
             ok = false
         }
@@ -491,12 +497,12 @@ struct ConfigReader {
     }
 
     mutating func buildBuffer(_ top: Section) -> AgentConfig.Buffer? {
-        guard let s = section(top.values["buffer"], path: "buffer", parentLine: top.line, keys: Keys.buffer) else {
+        guard let s = section(top.values["buffer"], path: "buffer", parentLine: line(top, "buffer"), keys: Keys.buffer) else {
             return nil
         }
         var buffer = AgentConfig.Buffer()
         if let node = value(s, "max_bytes") {
-            let line = line(node, s.line)
+            let line = line(s, "max_bytes")
             let units = "units B, KiB, MiB, GiB, TiB, KB, MB, GB, TB"
             var bytes: Int64?
             if case let .scalar(scalar) = node {
@@ -528,7 +534,7 @@ struct ConfigReader {
     mutating func buildSimulators(_ top: Section) -> [AgentConfig.Simulator]? {
         guard let node = value(top, "simulators") else { return [] }
         guard case let .sequence(seq) = node else {
-            report("simulators", line(node, top.line), "must be a list ('- profile: ...' entries), got \(describe(node))")
+            report("simulators", line(top, "simulators"), "must be a list ('- profile: ...' entries), got \(describe(node))")
             return nil
         }
         var result: [AgentConfig.Simulator] = []
@@ -536,7 +542,7 @@ struct ConfigReader {
         var ok = true
         for (index, item) in seq.enumerated() {
             let path = "simulators[\(index)]"
-            guard let s = section(item, path: path, parentLine: line(node, top.line), keys: Keys.simulator) else {
+            guard let s = section(item, path: path, parentLine: line(item, line(top, "simulators")), keys: Keys.simulator) else {
                 ok = false
                 continue
             }
@@ -549,7 +555,7 @@ struct ConfigReader {
             let profile: SimulatorProfile?
             if value(s, "profile") == nil {
                 let names = SimulatorProfile.allCases.map(\.rawValue).joined(separator: ", ")
-                report(s.path("profile"), line(s.values["profile"], s.line), "is required (one of \(names))")
+                report(s.path("profile"), line(s, "profile"), "is required (one of \(names))")
                 profile = nil
             } else {
                 profile = choice(s, "profile", default: nil)
@@ -567,7 +573,7 @@ struct ConfigReader {
                 rate = number(s, "rate", { $0 > 0 && $0 <= 1000 },
                               rangeMessage: "must be more than 0 and at most 1000 readings per second")?.0
             } else {
-                report(s.path("rate"), line(s.values["rate"], s.line), "is required (readings per second, e.g. rate: 1.0)")
+                report(s.path("rate"), line(s, "rate"), "is required (readings per second, e.g. rate: 1.0)")
             }
             var count: Int?
             if value(s, "count") != nil {
@@ -588,7 +594,7 @@ struct ConfigReader {
             }
             var seed = UInt64(index + 1)
             if let seedNode = value(s, "seed") {
-                let line = line(seedNode, s.line)
+                let line = line(s, "seed")
                 if case let .scalar(scalar) = seedNode, scalar.style == .plain || scalar.style == .any,
                    let parsed = parseInteger(scalar.string) {
                     if parsed.negative, parsed.magnitude != 0 {
