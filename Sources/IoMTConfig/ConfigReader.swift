@@ -76,8 +76,15 @@ struct ConfigReader {
         }
         guard case let .mapping(mapping) = node else {
             if path.isEmpty {
+                // Only the kind, never the text: a secret file passed as --config must not be echoed.
+                let kind: String
+                switch node {
+                case .sequence: kind = "a list"
+                case .scalar: kind = "a single value"
+                default: kind = "something else"
+                }
                 report("", parentLine,
-                       "the configuration must be a mapping of keys (gateway:, broker:, ...), got \(describe(node))")
+                       "the configuration must be a mapping of keys (gateway:, broker:, ...), got \(kind); is this the right file?")
             } else {
                 report(path, parentLine, "must be a mapping (indented 'key: value' lines), got \(describe(node))")
             }

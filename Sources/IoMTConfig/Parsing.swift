@@ -124,7 +124,7 @@ extension ConfigReader {
                 items = [(node, "broker.url")]
             }
             for (item, path) in items {
-                let itemLine = line(item, b.line)
+                let itemLine = path == "broker.url" ? line(b, "url") : line(item, b.line)
                 guard case let .scalar(scalar) = item, !isNull(item) else {
                     report(path, itemLine, "must be a URL like mqtt://127.0.0.1:1883, got \(describe(item))")
                     ok = false

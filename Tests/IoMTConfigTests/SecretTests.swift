@@ -87,3 +87,12 @@ import Testing
         #expect(c.broker.passwordFile == "./broker.password")
     }
 }
+
+@Test func passwordFileGivenAsTheConfigIsNotEchoed() throws {
+    for text in ["hunter2\n", "gw:hunter2\n", "- hunter2\n"] {
+        let e = problems(text, source: "/etc/iomt-agent/broker.password")
+        #expect(e.problems.count == 1)
+        #expect(e.problems.first?.message.contains("must be a mapping") == true)
+        #expect(!e.description.contains("hunter2"))
+    }
+}
