@@ -392,3 +392,12 @@ import Testing
     #expect(p.line == 7)
     #expect(p.message == "mqtt://a:1883 is listed twice")
 }
+
+@Test func controlCharacterIsAReaderErrorWithItsPosition() throws {
+    let e = problems("gateway:\n  id: g\u{01}\n")
+    let p = try #require(e.problems.first)
+    #expect(e.problems.count == 1)
+    #expect(p.line == 2)
+    #expect(p.column == 8)
+    #expect(p.message.contains("control characters"))
+}
