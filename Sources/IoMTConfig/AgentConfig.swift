@@ -204,7 +204,20 @@ public struct AgentConfig: Sendable, Equatable {
 
 /// `log.level`, the same names and order as swift-log's `Logger.Level`.
 public enum LogLevel: String, Sendable, Equatable, CaseIterable {
-    case trace, debug, info, notice, warning, error, critical
+    /// Everything, including per-message detail.
+    case trace
+    /// Diagnostic detail.
+    case debug
+    /// Normal operation (the default).
+    case info
+    /// Noteworthy but normal events.
+    case notice
+    /// Something went wrong and was handled.
+    case warning
+    /// Something failed.
+    case error
+    /// The agent cannot continue.
+    case critical
 }
 
 /// `broker.protocol`.
@@ -255,7 +268,10 @@ public struct OutputFormat: RawRepresentable, Hashable, Sendable, CustomStringCo
 
 /// A simulator's device profile (the same names as `IoMTSources.SimulatedProfile`).
 public enum SimulatorProfile: String, Sendable, Equatable, CaseIterable {
+    /// SpO2, pulse rate, perfusion index and a pleth waveform.
     case pulseOximeter = "pulse-oximeter"
+    /// Systolic, diastolic and mean arterial pressure, pulse rate.
     case bloodPressure = "blood-pressure"
+    /// Body temperature.
     case thermometer = "thermometer"
 }

@@ -51,245 +51,8 @@ enum Keys {
         + simulator.map { "simulators[].\($0)" }
 }
 
-/// A mapping whose keys have been checked: known keys with their value nodes.
-struct Section {
-    /// Key path of the mapping ("" for the top level).
-    var path: String
-    /// Line of the mapping (where missing keys are reported).
-    var line: Int
-    var values: [String: Node] = [:]
-
-    func path(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
-}
-
-/// Walks the node tree, collecting problems.
-struct ConfigReader {
-    let source: String
-    var problems: [ConfigProblem] = []
-
-    init(source: String) { self.source = source }
-
-    mutating func report(_ keyPath: String, _ line: Int?, _ message: String) {
-        problems.append(ConfigProblem(source: source, line: line, keyPath: keyPath, message: message))
-    }
-
-    // MARK: Syntax errors
-
-    func syntaxProblem(_ error: YamlError, yaml: String) -> ConfigProblem {
-        // Never use `error.description`: it quotes the offending line (or, for duplicate
-        // keys, the whole document), which may hold a secret.
-        func problem(_ mark: Mark, _ text: String, _ context: YamlError.Context?) -> ConfigProblem {
-            var message = "YAML syntax error: \(text)"
-            if let context { message += " (\(context.text), line \(context.mark.line))" }
-            return ConfigProblem(source: source, line: mark.line, column: mark.column, keyPath: "", message: message)
-        }
-        switch error {
-        case let .scanner(context, text, mark, _), let .parser(context, text, mark, _):
-            return problem(mark, text, context)
-        case let .composer(context, text, mark, _):
-            // `compose` reports a second document with a context placed at 1:1; keep the text only.
-            if let context, context.mark.line == 1, context.mark.column == 1 {
-                return ConfigProblem(source: source, line: mark.line, column: mark.column, keyPath: "",
-                                     message: "YAML syntax error: \(text) (\(context.text))")
-            }
-            return problem(mark, text, context)
-        case let .reader(text, offset, _, _):
-            var line: Int? = nil
-            var column: Int? = nil
-            if let offset {
-                var l = 1, c = 1
-                for ch in yaml.prefix(offset) {
-                    if ch == "\n" || ch == "\r\n" { l += 1; c = 1 } else { c += 1 }
-                }
-                line = l
-                column = c
-            }
-            return ConfigProblem(source: source, line: line, column: column, keyPath: "",
-                                 message: "cannot read the YAML text: \(text)")
-        case let .duplicatedKeysInMapping(duplicates, context):
-            let names = duplicates.map { "'\($0)'" }.joined(separator: ", ")
-            return ConfigProblem(source: source, line: context.mark.line, column: context.mark.column, keyPath: "",
-                                 message: "YAML error: key \(names) appears more than once in the same mapping (first here)")
-        default:
-            return ConfigProblem(source: source, line: nil, keyPath: "", message: "cannot parse the YAML")
-        }
-    }
-
-    // MARK: Structure
-
-    /// Checks that `node` is a mapping with only `keys`; reports unknown keys. An absent or
-    /// empty node is an empty section (everything default). Nil if the node is not a mapping.
-    mutating func section(_ node: Node?, path: String, parentLine: Int, keys: [String]) -> Section? {
-        guard let node, !isNull(node) else {
-            return Section(path: path, line: node?.mark?.line ?? parentLine)
-        }
-        guard case let .mapping(mapping) = node else {
-            if path.isEmpty {
-                report("", line(node, parentLine),
-                       "the configuration must be a mapping of keys (gateway:, broker:, ...), got \(describe(node))")
-            } else {
-                report(path, line(node, parentLine), "must be a mapping (indented 'key: value' lines), got \(describe(node))")
-            }
-            return nil
-        }
-        var section = Section(path: path, line: line(node, parentLine))
-        for (keyNode, value) in mapping {
-            let keyLine = line(keyNode, section.line)
-            guard case let .scalar(scalar) = keyNode else {
-                report(path, keyLine, "keys must be plain names, got \(describe(keyNode))")
-                continue
-            }
-            let key = scalar.string
-            if keys.contains(key) {
-                section.values[key] = value
-            } else {
-                report(section.path(key), keyLine, unknownKeyMessage(key, in: path, allowed: keys))
-            }
-        }
-        return section
-    }
-
-    func unknownKeyMessage(_ key: String, in path: String, allowed: [String]) -> String {
-        let lower = key.lowercased()
-        if ["password", "passwd", "pass", "secret", "token", "pwd"].contains(where: { lower.contains($0) }) {
-            return "unknown key; secrets do not belong in the configuration file: write the password to a file only the agent can read and set broker.password_file to its path"
-        }
-        if let near = closest(key, among: allowed) {
-            return "unknown key (did you mean '\(near)'?)"
-        }
-        // A key that belongs to another section.
-        let here = path.hasPrefix("simulators[") ? "simulators[]" : path
-        let elsewhere = Keys.allPaths.filter { candidate in
-            let last = candidate.split(separator: ".").last.map(String.init) ?? candidate
-            let parent = candidate.count > last.count ? String(candidate.dropLast(last.count + 1)) : ""
-            return parent != here && normalized(last) == normalized(key)
-        }
-        if let other = elsewhere.first {
-            return "unknown key here (did you mean '\(other)'?)"
-        }
-        return "unknown key (known keys: \(allowed.joined(separator: ", ")))"
-    }
-
-    // MARK: Scalars
-
-    func line(_ node: Node?, _ fallback: Int) -> Int { node?.mark?.line ?? fallback }
-
-    func isNull(_ node: Node) -> Bool {
-        guard case let .scalar(s) = node, s.style == .plain || s.style == .any else { return false }
-        return ["", "~", "null", "Null", "NULL"].contains(s.string)
-    }
-
-    /// The value node for `key`, nil if absent or null.
-    func value(_ s: Section, _ key: String) -> Node? {
-        guard let node = s.values[key], !isNull(node) else { return nil }
-        return node
-    }
-
-    /// Describes a node for "got ..." without trusting it to be short.
-    func describe(_ node: Node) -> String {
-        switch node {
-        case .mapping: return "a mapping"
-        case .sequence: return "a list"
-        case .alias: return "an alias"
-        case let .scalar(s):
-            if isNull(node) { return "an empty value" }
-            let text = clip(s.string)
-            if s.style == .plain || s.style == .any {
-                if isBoolWord(s.string) { return "a boolean (\(text))" }
-                if parseInteger(s.string) != nil || parseNumber(s.string) != nil { return "a number (\(text))" }
-            }
-            return "a string (\"\(text)\")"
-        }
-    }
-
-    /// A scalar's text, reporting a type error for mappings and lists.
-    mutating func text(_ s: Section, _ key: String) -> (String, Int)? {
-        guard let node = value(s, key) else { return nil }
-        guard case let .scalar(scalar) = node else {
-            report(s.path(key), line(node, s.line), "must be a single value, got \(describe(node))")
-            return nil
-        }
-        return (scalar.string, line(node, s.line))
-    }
-
-    /// A required, non-empty string.
-    mutating func requiredText(_ s: Section, _ key: String, example: String) -> (String, Int)? {
-        guard s.values[key].map({ !isNull($0) }) ?? false else {
-            report(s.path(key), line(s.values[key], s.line), "is required (e.g. \(key): \(example))")
-            return nil
-        }
-        guard let (value, line) = text(s, key) else { return nil }
-        guard !value.isEmpty else {
-            report(s.path(key), line, "must not be empty")
-            return nil
-        }
-        return (value, line)
-    }
-
-    /// An optional non-empty string without control characters (paths, names).
-    mutating func optionalText(_ s: Section, _ key: String) -> (String, Int)? {
-        guard let (value, line) = text(s, key) else { return nil }
-        if value.isEmpty {
-            report(s.path(key), line, "must not be empty (leave the key out instead)")
-            return nil
-        }
-        if value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
-            report(s.path(key), line, "must not contain control characters")
-            return nil
-        }
-        return (value, line)
-    }
-
-    /// An integer in `range`; `default` when absent. Quoted numbers are strings, not integers.
-    mutating func integer(_ s: Section, _ key: String, _ range: ClosedRange<Int64>, default def: Int64,
-                          rangeMessage: String? = nil) -> (Int64, Int?) {
-        guard let node = value(s, key) else { return (def, nil) }
-        let line = line(node, s.line)
-        guard case let .scalar(scalar) = node, scalar.style == .plain || scalar.style == .any,
-              let parsed = parseInteger(scalar.string) else {
-            report(s.path(key), line, "must be an integer, got \(describe(node))")
-            return (def, line)
-        }
-        guard let v = parsed.int64, range.contains(v) else {
-            report(s.path(key), line,
-                   "\(rangeMessage ?? "must be between \(range.lowerBound) and \(range.upperBound)"), got \(clip(scalar.string))")
-            return (def, line)
-        }
-        return (v, line)
-    }
-
-    /// A finite number (integer or decimal) in `range`, or nil if absent.
-    mutating func number(_ s: Section, _ key: String, _ check: (Double) -> Bool, rangeMessage: String) -> (Double, Int)? {
-        guard let node = value(s, key) else { return nil }
-        let line = line(node, s.line)
-        guard case let .scalar(scalar) = node, scalar.style == .plain || scalar.style == .any,
-              let v = parseNumber(scalar.string) else {
-            report(s.path(key), line, "must be a number, got \(describe(node))")
-            return nil
-        }
-        guard check(v) else {
-            report(s.path(key), line, "\(rangeMessage), got \(clip(scalar.string))")
-            return nil
-        }
-        return (v, line)
-    }
-
-    /// One of an enum's raw values; `default` when absent.
-    mutating func choice<E: CaseIterable & RawRepresentable>(_ s: Section, _ key: String, default def: E?) -> E?
-    where E.RawValue == String {
-        guard let node = value(s, key) else { return def }
-        let names = E.allCases.map(\.rawValue)
-        guard case let .scalar(scalar) = node else {
-            report(s.path(key), line(node, s.line), "must be one of \(names.joined(separator: ", ")), got \(describe(node))")
-            return nil
-        }
-        if let v = E(rawValue: scalar.string) { return v }
-        var message = "must be one of \(names.joined(separator: ", ")), got \(describe(node))"
-        if let near = closest(scalar.string, among: names) { message += " (did you mean '\(near)'?)" }
-        report(s.path(key), line(node, s.line), message)
-        return nil
-    }
-
+/// The configuration-specific rules: which keys exist, their types, ranges and defaults.
+extension ConfigReader {
     // MARK: The configuration
 
     mutating func build(_ root: Node?) -> AgentConfig? {
@@ -297,7 +60,7 @@ struct ConfigReader {
 
         // gateway
         var gatewayID: String?
-        if let gw = section(top.values["gateway"], path: "gateway", parentLine: top.line, keys: Keys.gateway) {
+        if let gw = section(top.values["gateway"], path: "gateway", parentLine: line(top, "gateway"), keys: Keys.gateway) {
             if let (id, line) = requiredText(gw, "id", example: "hub-001") {
                 if let problem = identifierProblem(id, maxLength: 64) {
                     report("gateway.id", line, problem)
@@ -312,8 +75,8 @@ struct ConfigReader {
 
         // log
         var log = AgentConfig.Log()
-        if let l = section(top.values["log"], path: "log", parentLine: top.line, keys: Keys.log) {
-            log.level = choice(l, "level", default: LogLevel.info) ?? .info
+        if let l = section(top.values["log"], path: "log", parentLine: line(top, "log"), keys: Keys.log) {
+            log.level = choice(l, "level", default: log.level) ?? log.level
         }
 
         let broker = buildBroker(top, gatewayID: gatewayID ?? "")
@@ -321,7 +84,7 @@ struct ConfigReader {
 
         // output
         var output = AgentConfig.Output()
-        if let o = section(top.values["output"], path: "output", parentLine: top.line, keys: Keys.output),
+        if let o = section(top.values["output"], path: "output", parentLine: line(top, "output"), keys: Keys.output),
            let (name, line) = text(o, "format") {
             let format = OutputFormat(rawValue: name)
             if OutputFormat.known.contains(format) {
@@ -339,10 +102,12 @@ struct ConfigReader {
     }
 
     mutating func buildBroker(_ top: Section, gatewayID: String) -> AgentConfig.Broker? {
-        guard let b = section(top.values["broker"], path: "broker", parentLine: top.line, keys: Keys.broker) else {
+        guard let b = section(top.values["broker"], path: "broker", parentLine: line(top, "broker"), keys: Keys.broker) else {
             return nil
         }
         var ok = true
+        // Defaults come from the memberwise initializer, the one place they are written down.
+        let d = AgentConfig.Broker(endpoints: [], gatewayID: "")
 
         // url: one string or a list of them.
         var endpoints: [BrokerEndpoint] = []
@@ -352,14 +117,14 @@ struct ConfigReader {
             case let .sequence(seq):
                 items = seq.enumerated().map { ($0.element, "broker.url[\($0.offset)]") }
                 if items.isEmpty {
-                    report("broker.url", line(node, b.line), "must list at least one broker URL")
+                    report("broker.url", line(b, "url"), "must list at least one broker URL")
                     ok = false
                 }
             default:
                 items = [(node, "broker.url")]
             }
             for (item, path) in items {
-                let itemLine = line(item, b.line)
+                let itemLine = path == "broker.url" ? line(b, "url") : line(item, b.line)
                 guard case let .scalar(scalar) = item, !isNull(item) else {
                     report(path, itemLine, "must be a URL like mqtt://127.0.0.1:1883, got \(describe(item))")
                     ok = false
@@ -378,7 +143,7 @@ struct ConfigReader {
                 }
             }
         } else {
-            report("broker.url", line(b.values["url"], b.line), "is required (e.g. url: mqtt://127.0.0.1:1883)")
+            report("broker.url", line(b, "url"), "is required (e.g. url: mqtt://127.0.0.1:1883)")
             ok = false
         }
         let anyTLS = endpoints.contains { $0.tls }
@@ -392,21 +157,21 @@ struct ConfigReader {
                 clientID = id
             }
         }
-        let protocolVersion: MQTTProtocolVersion? = choice(b, "protocol", default: .mqtt5)
+        let protocolVersion: MQTTProtocolVersion? = choice(b, "protocol", default: d.protocolVersion)
 
         let username = optionalText(b, "username")
-        let passwordFile = optionalText(b, "password_file")
+        let passwordFile = filePath(b, "password_file", example: "/etc/iomt-agent/broker.password")
         if let (_, line) = passwordFile, username == nil, b.values["username"].map(isNull) ?? true {
             report("broker.password_file", line, "requires broker.username (the password belongs to a user)")
             ok = false
         }
-        let caFile = optionalText(b, "ca_file")
+        let caFile = filePath(b, "ca_file", example: "/etc/iomt-agent/ca.pem")
         if let (_, line) = caFile, !endpoints.isEmpty, !anyTLS {
             report("broker.ca_file", line, "is only used with mqtts:// URLs, and broker.url has none")
             ok = false
         }
-        let certFile = optionalText(b, "cert_file")
-        let keyFile = optionalText(b, "key_file")
+        let certFile = filePath(b, "cert_file", example: "/etc/iomt-agent/client.crt")
+        let keyFile = filePath(b, "key_file", example: "/etc/iomt-agent/client.key")
         var clientCertificate: AgentConfig.ClientCertificate?
         switch (certFile, keyFile) {
         case let ((cert, certLine)?, (key, _)?):
@@ -425,9 +190,8 @@ struct ConfigReader {
             break
         }
 
-        var qos = QoS.atLeastOnce
-        let (q, _) = integer(b, "qos", 1...2, default: 1, rangeMessage: "must be 1 or 2")
-        qos = QoS(rawValue: Int(q)) ?? .atLeastOnce
+        let (q, _) = integer(b, "qos", 1...2, default: Int64(d.qos.rawValue), rangeMessage: "must be 1 or 2")
+        let qos = QoS(rawValue: Int(q)) ?? d.qos
 
         var topicPrefix: String?
         if let (prefix, line) = optionalText(b, "topic_prefix") {
@@ -439,17 +203,18 @@ struct ConfigReader {
             }
         }
 
-        let keepAlive = integer(b, "keepalive_s", 5...3600, default: 30).0
-        let sessionExpiry = integer(b, "session_expiry_s", 0...4_294_967_295, default: 86_400).0
-        let inflight = integer(b, "inflight_window", 1...65535, default: 64).0
-        let reconnectMin = integer(b, "reconnect_min_ms", 10...3_600_000, default: 500).0
-        let (reconnectMax, maxLine) = integer(b, "reconnect_max_ms", 10...3_600_000, default: 60_000)
+        let keepAlive = integer(b, "keepalive_s", 5...3600, default: Int64(d.keepAliveSeconds)).0
+        let sessionExpiry = integer(b, "session_expiry_s", 0...4_294_967_295, default: Int64(d.sessionExpirySeconds)).0
+        let inflight = integer(b, "inflight_window", 1...65535, default: Int64(d.inflightWindow)).0
+        let reconnectMin = integer(b, "reconnect_min_ms", 10...3_600_000, default: Int64(d.reconnectMinMilliseconds)).0
+        let (reconnectMax, maxLine) = integer(b, "reconnect_max_ms", 10...3_600_000,
+                                              default: Int64(d.reconnectMaxMilliseconds))
         if reconnectMax < reconnectMin {
-            report("broker.reconnect_max_ms", maxLine ?? line(b.values["reconnect_min_ms"], b.line),
+            report("broker.reconnect_max_ms", maxLine ?? line(b, "reconnect_min_ms"),
                    "must be at least broker.reconnect_min_ms (\(reconnectMin)), got \(reconnectMax)")
             ok = false
         }
-        let statusInterval = integer(b, "status_interval_s", 1...86400, default: 30).0
+        let statusInterval = integer(b, "status_interval_s", 1...86400, default: Int64(d.statusIntervalSeconds)).0
 
         guard ok, let protocolVersion else { return nil }
         return AgentConfig.Broker(
@@ -462,12 +227,12 @@ struct ConfigReader {
     }
 
     mutating func buildBuffer(_ top: Section) -> AgentConfig.Buffer? {
-        guard let s = section(top.values["buffer"], path: "buffer", parentLine: top.line, keys: Keys.buffer) else {
+        guard let s = section(top.values["buffer"], path: "buffer", parentLine: line(top, "buffer"), keys: Keys.buffer) else {
             return nil
         }
         var buffer = AgentConfig.Buffer()
         if let node = value(s, "max_bytes") {
-            let line = line(node, s.line)
+            let line = line(s, "max_bytes")
             let units = "units B, KiB, MiB, GiB, TiB, KB, MB, GB, TB"
             var bytes: Int64?
             if case let .scalar(scalar) = node {
@@ -484,21 +249,22 @@ struct ConfigReader {
                        "must be a number of bytes or a size like 256MiB (\(units)), got \(describe(node))")
             }
         }
-        buffer.onFull = choice(s, "on_full", default: BufferFullPolicy.reject) ?? .reject
-        buffer.order = choice(s, "order", default: DeliveryOrder.fifo) ?? .fifo
+        buffer.onFull = choice(s, "on_full", default: buffer.onFull) ?? buffer.onFull
+        buffer.order = choice(s, "order", default: buffer.order) ?? buffer.order
         if let (share, _) = number(s, "backlog_share", { $0 >= 0.05 && $0 <= 0.95 },
                                    rangeMessage: "must be between 0.05 and 0.95") {
             buffer.backlogShare = share
         }
-        buffer.commitMaxDelayMilliseconds = Int(integer(s, "commit_max_delay_ms", 0...1000, default: 10).0)
-        buffer.commitMaxBatch = Int(integer(s, "commit_max_batch", 1...10000, default: 256).0)
+        buffer.commitMaxDelayMilliseconds = Int(integer(s, "commit_max_delay_ms", 0...1000,
+                                                        default: Int64(buffer.commitMaxDelayMilliseconds)).0)
+        buffer.commitMaxBatch = Int(integer(s, "commit_max_batch", 1...10000, default: Int64(buffer.commitMaxBatch)).0)
         return buffer
     }
 
     mutating func buildSimulators(_ top: Section) -> [AgentConfig.Simulator]? {
         guard let node = value(top, "simulators") else { return [] }
         guard case let .sequence(seq) = node else {
-            report("simulators", line(node, top.line), "must be a list ('- profile: ...' entries), got \(describe(node))")
+            report("simulators", line(top, "simulators"), "must be a list ('- profile: ...' entries), got \(describe(node))")
             return nil
         }
         var result: [AgentConfig.Simulator] = []
@@ -506,7 +272,7 @@ struct ConfigReader {
         var ok = true
         for (index, item) in seq.enumerated() {
             let path = "simulators[\(index)]"
-            guard let s = section(item, path: path, parentLine: line(node, top.line), keys: Keys.simulator) else {
+            guard let s = section(item, path: path, parentLine: line(item, line(top, "simulators")), keys: Keys.simulator) else {
                 ok = false
                 continue
             }
@@ -519,7 +285,7 @@ struct ConfigReader {
             let profile: SimulatorProfile?
             if value(s, "profile") == nil {
                 let names = SimulatorProfile.allCases.map(\.rawValue).joined(separator: ", ")
-                report(s.path("profile"), line(s.values["profile"], s.line), "is required (one of \(names))")
+                report(s.path("profile"), line(s, "profile"), "is required (one of \(names))")
                 profile = nil
             } else {
                 profile = choice(s, "profile", default: nil)
@@ -537,7 +303,7 @@ struct ConfigReader {
                 rate = number(s, "rate", { $0 > 0 && $0 <= 1000 },
                               rangeMessage: "must be more than 0 and at most 1000 readings per second")?.0
             } else {
-                report(s.path("rate"), line(s.values["rate"], s.line), "is required (readings per second, e.g. rate: 1.0)")
+                report(s.path("rate"), line(s, "rate"), "is required (readings per second, e.g. rate: 1.0)")
             }
             var count: Int?
             if value(s, "count") != nil {
@@ -558,7 +324,7 @@ struct ConfigReader {
             }
             var seed = UInt64(index + 1)
             if let seedNode = value(s, "seed") {
-                let line = line(seedNode, s.line)
+                let line = line(s, "seed")
                 if case let .scalar(scalar) = seedNode, scalar.style == .plain || scalar.style == .any,
                    let parsed = parseInteger(scalar.string) {
                     if parsed.negative, parsed.magnitude != 0 {
@@ -620,103 +386,4 @@ struct ConfigReader {
         if p.utf8.count > 1024 { return "must be at most 1024 bytes" }
         return nil
     }
-}
-
-// MARK: - Helpers
-
-/// A parsed integer: sign and magnitude (nil magnitude: too large for UInt64).
-struct ParsedInteger {
-    var negative: Bool
-    var magnitude: UInt64?
-
-    var int64: Int64? {
-        guard let magnitude else { return nil }
-        if negative {
-            if magnitude == UInt64(Int64.max) + 1 { return Int64.min }
-            return magnitude <= UInt64(Int64.max) ? -Int64(magnitude) : nil
-        }
-        return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
-    }
-}
-
-/// A decimal integer, optionally signed, `_` allowed between digits (`86_400`).
-func parseInteger(_ text: String) -> ParsedInteger? {
-    var s = Substring(text)
-    var negative = false
-    if let c = s.first, c == "+" || c == "-" {
-        negative = c == "-"
-        s = s.dropFirst()
-    }
-    guard let first = s.first, first.isASCII, first.isNumber, s.last != "_" else { return nil }
-    var value: UInt64? = 0
-    for c in s.utf8 {
-        if c == UInt8(ascii: "_") { continue }
-        guard c >= 0x30, c <= 0x39 else { return nil }
-        if let v = value {
-            let (m, o1) = v.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(UInt64(c - 0x30))
-            value = o1 || o2 ? nil : a
-        }
-    }
-    return ParsedInteger(negative: negative, magnitude: value)
-}
-
-/// A finite decimal number (`1`, `0.25`, `1e3`), `_` allowed. No inf, nan or hex.
-func parseNumber(_ text: String) -> Double? {
-    let cleaned = text.filter { $0 != "_" }
-    guard !cleaned.isEmpty,
-          cleaned.allSatisfy({ ($0.isASCII && $0.isNumber) || "+-.eE".contains($0) }),
-          let v = Double(cleaned), v.isFinite else { return nil }
-    return v
-}
-
-func isBoolWord(_ s: String) -> Bool {
-    ["true", "false", "yes", "no", "on", "off", "y", "n"].contains(s.lowercased())
-}
-
-/// At most 40 characters of `s`, for echoing a (non-secret) value in a message.
-func clip(_ s: String) -> String {
-    let oneLine = String(s.map { $0.isNewline ? " " : $0 })
-    return oneLine.count <= 40 ? oneLine : String(oneLine.prefix(37)) + "..."
-}
-
-/// Lower-cased, without `_` and `-`, for loose key comparison (`clientId` ~ `client_id`).
-func normalized(_ s: String) -> String {
-    String(s.lowercased().filter { $0 != "_" && $0 != "-" })
-}
-
-/// The candidate nearest to `word` if it is plausibly a typo of it.
-func closest(_ word: String, among candidates: [String]) -> String? {
-    if let exact = candidates.first(where: { normalized($0) == normalized(word) }) { return exact }
-    let lowered = word.lowercased()
-    if lowered.count >= 3, let prefixed = candidates.first(where: { $0.lowercased().hasPrefix(lowered) }) {
-        return prefixed
-    }
-    let limit = word.count >= 6 ? 2 : 1
-    var best: (String, Int)?
-    for c in candidates {
-        let d = editDistance(word.lowercased(), c.lowercased())
-        if d <= limit, d < (best?.1 ?? Int.max) { best = (c, d) }
-    }
-    return best?.0
-}
-
-/// Optimal string alignment distance (Levenshtein plus adjacent transpositions).
-func editDistance(_ a: String, _ b: String) -> Int {
-    let x = Array(a), y = Array(b)
-    if x.isEmpty { return y.count }
-    if y.isEmpty { return x.count }
-    var d = [[Int]](repeating: [Int](repeating: 0, count: y.count + 1), count: x.count + 1)
-    for i in 0...x.count { d[i][0] = i }
-    for j in 0...y.count { d[0][j] = j }
-    for i in 1...x.count {
-        for j in 1...y.count {
-            let cost = x[i - 1] == y[j - 1] ? 0 : 1
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-            if i > 1, j > 1, x[i - 1] == y[j - 2], x[i - 2] == y[j - 1] {
-                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
-            }
-        }
-    }
-    return d[x.count][y.count]
 }

@@ -37,14 +37,15 @@ extension AgentConfig {
         add("keepalive_s", String(broker.keepAliveSeconds))
         add("session_expiry_s", String(broker.sessionExpirySeconds))
         add("inflight_window", String(broker.inflightWindow))
-        add("reconnect_ms", "\(broker.reconnectMinMilliseconds)..\(broker.reconnectMaxMilliseconds)")
+        add("reconnect_min_ms", String(broker.reconnectMinMilliseconds))
+        add("reconnect_max_ms", String(broker.reconnectMaxMilliseconds))
         add("status_interval_s", String(broker.statusIntervalSeconds))
 
         lines.append("buffer:")
         add("max_bytes", "\(ByteSize.format(buffer.maxBytes)) (\(buffer.maxBytes) bytes)")
         add("on_full", buffer.onFull.rawValue)
         add("order", buffer.order.rawValue)
-        if buffer.order == .liveFirst { add("backlog_share", "\(buffer.backlogShare)") }
+        add("backlog_share", buffer.order == .liveFirst ? "\(buffer.backlogShare)" : "\(buffer.backlogShare) (used by live-first only)")
         add("commit_max_delay_ms", String(buffer.commitMaxDelayMilliseconds))
         add("commit_max_batch", String(buffer.commitMaxBatch))
 

@@ -324,3 +324,80 @@ import Testing
         }
     }
 }
+
+@Suite struct YAMLFeatureTests {
+    @Test func secondDocumentIsRefused() throws {
+        let e = problems(minimalYAML + "\n---\nx: 1\n")
+        let p = try #require(e.problems.first)
+        #expect(p.line == 5)
+        #expect(p.message.contains("second document"))
+    }
+
+    @Test func mergeKeysAreRefusedClearly() throws {
+        let e = problems("gateway: &g\n  id: g\nbroker:\n  url: mqtt://h\n  <<: *g\n")
+        let p = try #require(problem(e, at: "broker.<<"))
+        #expect(p.line == 5)
+        #expect(p.message.contains("merge keys"))
+    }
+
+    @Test func undefinedAliasIsASyntaxError() throws {
+        let e = problems("gateway:\n  id: *nope\n")
+        #expect(e.problems.first?.line == 2)
+        #expect(e.problems.first?.message.contains("undefined alias") == true)
+    }
+
+    @Test func anchorsAndAliasesWork() throws {
+        let c = try parseValid("""
+            gateway:
+              id: hub-001
+            broker:
+              url: mqtt://127.0.0.1:1883
+            simulators:
+              - &base {profile: thermometer, patient: P-1, rate: 1}
+              - *base
+            """)
+        #expect(c.simulators.map(\.id) == ["sim-thermometer-1", "sim-thermometer-2"])
+        #expect(c.simulators.map(\.patient) == ["P-1", "P-1"])
+    }
+}
+
+@Suite struct MoreProblemTests {
+    @Test(arguments: [
+        ("\n  client_id: has space\n", "broker.client_id", 5, "without spaces"),
+        ("\n  protocol: mqtt3\n", "broker.protocol", 5, "must be one of mqtt5, mqtt311"),
+        ("\nstate_dir: \"\"\n", "state_dir", 5, "must not be empty"),
+        ("\nsimulators: {profile: thermometer}\n", "simulators", 5, "must be a list"),
+        ("\nsimulators:\n  -\n", "simulators[0]", 6, "is empty"),
+        ("\nsimulators:\n  - {profile: thermometer, patient: P-1, rate: \"1\"}\n", "simulators[0].rate", 6, "must be a number, got a string"),
+        ("\nsimulators:\n  - {profile: thermometer, patient: P-1, rate: 1, seed: 1.5}\n", "simulators[0].seed", 6, "must be an integer"),
+        ("\nsimulators:\n  - {profile: thermometer, patient: P-1, rate: 1, id: \"a/b\"}\n", "simulators[0].id", 6, "may contain only"),
+        ("\nbuffer:\n  backlog_share: 0.99\n", "buffer.backlog_share", 6, "between 0.05 and 0.95, got 0.99"),
+        ("\nbuffer:\n  commit_max_batch: 10001\n", "buffer.commit_max_batch", 6, "between 1 and 10000"),
+        ("\nbuffer:\n  order: lifo\n", "buffer.order", 6, "must be one of fifo, live-first"),
+        ("\nlog: [info]\n", "log", 5, "must be a mapping"),
+        ("\n  username:\n    name: x\n", "broker.username", 5, "must be a single value, got a mapping"),
+    ])
+    func specificProblem(suffix: String, keyPath: String, line: Int, words: String) throws {
+        // (minimalYAML ends inside the broker mapping: a suffix starting "\n  " adds broker keys.)
+        let e = problems(minimalYAML + suffix)
+        let p = try #require(problem(e, at: keyPath))
+        #expect(p.line == line)
+        #expect(p.message.contains(words), "\(p.message)")
+    }
+}
+
+@Test func duplicateBrokerURLInList() throws {
+    let e = problems("gateway:\n  id: g\nbroker:\n  url:\n    - mqtt://a\n    - mqtt://b:1883\n    - \"mqtt://a:1883\"\n")
+    let p = try #require(problem(e, at: "broker.url[2]"))
+    #expect(p.line == 7)
+    #expect(p.message == "mqtt://a:1883 is listed twice")
+}
+
+@Test func controlCharacterIsAReaderErrorWithItsPosition() throws {
+    let e = problems("gateway:\n  id: g\u{01}\n")
+    let p = try #require(e.problems.first)
+    #expect(e.problems.count == 1)
+    #expect(p.line == 2)
+    #expect(p.column == 8)
+    #expect(p.message.contains("control characters"))
+}

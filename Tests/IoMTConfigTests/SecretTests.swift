@@ -70,3 +70,29 @@ import Testing
         #expect(!String(describing: c).contains("hunter2"))
     }
 }
+
+@Suite struct SecretPathTests {
+    @Test(arguments: ["password_file: hunter2", "key_file: \"-----BEGIN PRIVATE KEY-----\\nhunter2\\n\"", "ca_file: hunter2"])
+    func secretPastedInsteadOfAPathIsRefusedWithoutEcho(line: String) throws {
+        let e = problems("gateway:\n  id: g\nbroker:\n  url: mqtts://h\n  username: gw\n  \(line)\n")
+        let key = String(line.prefix { $0 != ":" })
+        let p = try #require(e.problems.first { $0.keyPath == "broker.\(key)" })
+        #expect(p.line == 6)
+        #expect(p.message.contains("must be the path of a file"))
+        #expect(!e.description.contains("hunter2"))
+    }
+
+    @Test func relativePathWithDotSlashIsAccepted() throws {
+        let c = try parseValid("gateway:\n  id: g\nbroker:\n  url: mqtt://h\n  username: gw\n  password_file: ./broker.password\n")
+        #expect(c.broker.passwordFile == "./broker.password")
+    }
+}
+
+@Test func passwordFileGivenAsTheConfigIsNotEchoed() throws {
+    for text in ["hunter2\n", "gw:hunter2\n", "- hunter2\n"] {
+        let e = problems(text, source: "/etc/iomt-agent/broker.password")
+        #expect(e.problems.count == 1)
+        #expect(e.problems.first?.message.contains("must be a mapping") == true)
+        #expect(!e.description.contains("hunter2"))
+    }
+}
