@@ -190,6 +190,13 @@ final class Engine: @unchecked Sendable {
         let rc = payload.withUnsafeBytes { buf in
             mosquitto_publish_v5(mosq, &mid, topic, Int32(buf.count), buf.baseAddress, qos.rawValue, retain, props)
         }
+        // QoS 1/2 while disconnected: libmosquitto 2.0.11 (lib/actions.c, lib/messages_mosq.c
+        // `message__release_to_inflight`) has already appended the message to `msgs_out` and set
+        // its state before `send__publish` fails with MOSQ_ERR_NO_CONN; `message__reconnect_reset`
+        // + `message__retry_check` send it after the next CONNACK. So NO_CONN means "queued".
+        if rc == MOSQ_ERR_NO_CONN.rawValue && qos != .atMostOnce && mid != 0 {
+            return mid
+        }
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             throw .publishRejected(detail: "topic '\(topic)', \(payload.count) bytes, QoS \(qos.rawValue): \(String(cString: mosquitto_strerror(rc)))")
         }

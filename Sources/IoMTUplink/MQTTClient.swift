@@ -26,6 +26,9 @@ private let libmosquittoInitialised: Int32 = mosquitto_lib_init()
 /// - `mosquitto_publish_v5` (lib/actions.c) queues every QoS 1/2 message in `msgs_out` even
 ///   while disconnected, and beyond the broker's Receive Maximum (held in state "invalid" until
 ///   quota is free, lib/messages_mosq.c `message__release_to_inflight`). The queue is not capped.
+///   While disconnected, `mosquitto_publish_v5` returns MOSQ_ERR_NO_CONN for QoS 1/2 although
+///   the message IS queued (it is appended before `send__publish` fails); ``publish(topic:payload:qos:retain:userProperties:)``
+///   therefore treats NO_CONN as success for QoS > 0.
 /// - `mosquitto_connect*` (lib/connect.c `mosquitto__connect_init`) only replaces host/port and
 ///   keepalive; `mosquitto__reconnect` calls `message__reconnect_reset` (lib/messages_mosq.c),
 ///   which keeps every queued message and resets QoS 1 to "publish", QoS 2 awaiting PUBREC to

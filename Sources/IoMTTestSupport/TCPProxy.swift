@@ -1,0 +1,120 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A loopback TCP relay in front of a broker, to cut connections abruptly: ``severAll()`` resets
+/// every relayed connection (both sides) without any MQTT DISCONNECT, as a network failure or a
+/// crashed client would. The broker then publishes the client's Last Will (MQTT 5.0 §3.1.2.5).
+/// New connections keep being accepted (the client can reconnect); ``close()`` stops listening.
+public final class TCPProxy: Sendable {
+    public let port: Int
+    public let upstreamPort: Int
+    private let listenFD: Int32
+    private let connections = Mutex<Set<Int32>>([])
+    private let closed = Mutex(false)
+    /// Number of connections accepted so far.
+    public let accepted = Watched(0)
+
+    public var url: String { "mqtt://127.0.0.1:\(port)" }
+
+    public init(upstreamPort: Int) throws {
+        self.upstreamPort = upstreamPort
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSupportError("proxy socket failed") }
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(4))
+        var addr = TCPProxy.loopback(port: 0)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sp in
+                bind(fd, sp, len) == 0 && listen(fd, 16) == 0 ? getsockname(fd, sp, &len) : -1
+            }
+        }
+        guard rc == 0 else { Glibc.close(fd); throw TestSupportError("proxy bind/listen failed") }
+        self.listenFD = fd
+        self.port = Int(UInt16(bigEndian: addr.sin_port))
+        startThread { [self] in acceptLoop() }
+    }
+
+    private static func loopback(port: Int) -> sockaddr_in {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        return addr
+    }
+
+    private func acceptLoop() {
+        while true {
+            let client = accept(listenFD, nil, nil)
+            if client < 0 {
+                if errno == EINTR { continue }
+                return  // listening socket shut down by close()
+            }
+            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = TCPProxy.loopback(port: upstreamPort)
+            let ok = upstream >= 0 && withUnsafePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+            guard ok else {
+                Glibc.close(client)
+                if upstream >= 0 { Glibc.close(upstream) }
+                continue
+            }
+            connections.withLock { $0.insert(client); $0.insert(upstream) }
+            accepted.update { $0 += 1 }
+            startThread { [self] in relay(client, upstream) }
+        }
+    }
+
+    private func relay(_ a: Int32, _ b: Int32) {
+        var buf = [UInt8](repeating: 0, count: 16384)
+        var fds = [pollfd(fd: a, events: Int16(POLLIN), revents: 0), pollfd(fd: b, events: Int16(POLLIN), revents: 0)]
+        loop: while true {
+            let n = poll(&fds, 2, -1)  // blocks until data or a shutdown by severAll()
+            if n < 0 { if errno == EINTR { continue }; break }
+            for i in 0..<2 where fds[i].revents != 0 {
+                let r = read(fds[i].fd, &buf, buf.count)
+                if r <= 0 { break loop }
+                var off = 0
+                while off < r {
+                    let w = buf[off..<r].withUnsafeBytes { write(fds[1 - i].fd, $0.baseAddress, $0.count) }
+                    if w <= 0 { break loop }
+                    off += w
+                }
+            }
+        }
+        connections.withLock { $0.remove(a); $0.remove(b) }
+        Glibc.close(a)
+        Glibc.close(b)
+    }
+
+    /// Resets every relayed connection now (SO_LINGER 0 + shutdown: RST, no DISCONNECT).
+    public func severAll() {
+        connections.withLock { set in
+            for fd in set {
+                var lg = linger(l_onoff: 1, l_linger: 0)
+                setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, socklen_t(MemoryLayout<linger>.size))
+                shutdown(fd, Int32(SHUT_RDWR))
+            }
+        }
+    }
+
+    /// Stops accepting and severs everything. Idempotent.
+    public func close() {
+        let first = closed.withLock { c in defer { c = true }; return !c }
+        guard first else { return }
+        shutdown(listenFD, Int32(SHUT_RDWR))
+        severAll()
+    }
+
+    deinit {
+        close()
+        Glibc.close(listenFD)
+    }
+}

@@ -1,0 +1,246 @@
+import IoMTTestSupport
+@testable import IoMTUplink
+import Testing
+
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct UplinkBrokerTests {
+    @Test func qos1AndQos2AreAcknowledgedAndCarryUserProperties() async throws {
+        try await withBroker { broker in
+            let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "iomt/#")
+            defer { sub.stop() }
+            try await withClient(try config([broker.url])) { client, rec in
+                #expect(await rec.wait { $0.contains { if case .connected(_, false) = $0 { true } else { false } } })
+                let m1 = try client.publish(topic: "iomt/a", payload: Array("one".utf8), qos: .atLeastOnce,
+                                            userProperties: [("reading-id", "r-1"), ("seq", "1")])
+                let m2 = try client.publish(topic: "iomt/b", payload: Array("two".utf8), qos: .exactlyOnce,
+                                            userProperties: [("reading-id", "r-2")])
+                #expect(m1 != m2)
+                #expect(await rec.wait { acked($0).isSuperset(of: [m1, m2]) })
+                let got = await sub.waitFor(count: 2)
+                #expect(got.count == 2)
+                let one = got.first { $0.topic == "iomt/a" }
+                let two = got.first { $0.topic == "iomt/b" }
+                #expect(one?.payloadString == "one")
+                #expect(one?.qos == 1)
+                #expect(one?.userProperties == [UserProperty(name: "reading-id", value: "r-1"), UserProperty(name: "seq", value: "1")])
+                #expect(two?.payloadString == "two")
+                #expect(two?.qos == 2)
+                #expect(two?.userProperty("reading-id") == "r-2")
+            }
+        }
+    }
+
+    @Test func refusedPublishIsReportedAsRefusedNotDelivered() async throws {
+        let dir = try TempDir()
+        try dir.write("acl", "topic readwrite allowed/#\n")
+        try await withBroker(BrokerOptions(extraConfig: ["acl_file \(dir.file("acl"))"])) { broker in
+            try await withClient(try config([broker.url])) { client, rec in
+                #expect(await rec.wait { $0.contains { if case .connected = $0 { true } else { false } } })
+                let denied = try client.publish(topic: "forbidden/x", payload: [1], qos: .atLeastOnce)
+                let allowed = try client.publish(topic: "allowed/x", payload: [2], qos: .atLeastOnce)
+                #expect(await rec.wait { evs in
+                    evs.contains(.refused(mid: denied, reason: .notAuthorized)) && acked(evs).contains(allowed)
+                })
+                #expect(!rec.acknowledgedMids.contains(denied))
+            }
+        }
+    }
+
+    @Test func brokerRestartMidStreamLosesNothing() async throws {
+        try await withBroker(BrokerOptions(persistence: true)) { broker in
+            // Persistent subscriber (session survives the broker restart thanks to persistence).
+            let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "iomt/#",
+                                                         clientID: "restart-sub", persistentSession: true)
+            defer { sub.stop() }
+            try await withClient(try config([broker.url])) { client, rec in
+                #expect(await rec.wait { connectedCount($0) == 1 })
+                var published: [Int32: String] = [:]
+                for i in 0..<10 {
+                    let p = "msg-\(i)"
+                    published[try client.publish(topic: "iomt/r", payload: Array(p.utf8), qos: i % 2 == 0 ? .atLeastOnce : .exactlyOnce)] = p
+                }
+                #expect(await rec.wait { acked($0).count >= 5 })
+                await broker.stop()  // mid-stream: some of the first 10 may still be in flight
+                #expect(await rec.wait { $0.contains { if case .disconnected(.some) = $0 { true } else { false } } })
+                for i in 10..<20 {  // queued while the broker is down
+                    let p = "msg-\(i)"
+                    published[try client.publish(topic: "iomt/r", payload: Array(p.utf8), qos: i % 2 == 0 ? .atLeastOnce : .exactlyOnce)] = p
+                }
+                try await broker.restart()
+                #expect(await rec.wait(.seconds(20)) { connectedCount($0) >= 2 })
+                let resumed = rec.events.value.last { if case .connected = $0 { true } else { false } }
+                #expect(resumed == .connected(broker: try BrokerAddress(parsing: broker.url), sessionPresent: true))
+                let mids = Set(published.keys)
+                #expect(await rec.wait(.seconds(20)) { acked($0).isSuperset(of: mids) })
+                let all = Set(published.values)
+                _ = await sub.waitFor(count: 20, timeout: .seconds(20))
+                let received = sub.messages.map(\.payloadString)
+                #expect(Set(received) == all, "missing: \(all.subtracting(received))")
+                // Duplicates allowed only as identical payloads: nothing unknown was received.
+                #expect(received.allSatisfy { all.contains($0) })
+            }
+        }
+    }
+
+    @Test func failsOverToSecondBroker() async throws {
+        let deadPort = try freeLoopbackPort()
+        try await withBroker { broker in
+            let dead = "mqtt://127.0.0.1:\(deadPort)"
+            try await withClient(try config([dead, broker.url])) { client, rec in
+                #expect(await rec.wait { connectedCount($0, try? BrokerAddress(parsing: broker.url)) == 1 })
+                #expect(rec.failures.first == .connectionRefused(broker: try BrokerAddress(parsing: dead)))
+                let mid = try client.publish(topic: "iomt/f", payload: [1], qos: .atLeastOnce)
+                #expect(await rec.wait { acked($0).contains(mid) })
+            }
+        }
+    }
+
+    @Test func wrongPasswordIsNotAuthorized() async throws {
+        try await withBroker(BrokerOptions(users: ["gw": "right"], allowAnonymous: false)) { broker in
+            var c = try config([broker.url])
+            c.username = "gw"
+            c.password = "wrong"
+            try await withClient(c) { _, rec in
+                #expect(await rec.wait { failures($0).count >= 2 })  // keeps retrying
+                let addr = try BrokerAddress(parsing: broker.url)
+                #expect(rec.failures.first == .notAuthorized(broker: addr))
+                #expect(rec.connectedCount() == 0)
+                #expect("\(rec.failures[0])".contains("127.0.0.1"))
+            }
+            c.password = "right"
+            try await withClient(c) { _, rec in
+                #expect(await rec.wait { connectedCount($0) == 1 })
+            }
+        }
+    }
+}
+
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct UplinkTLSTests {
+    static let pki = Result { try TestPKI() }
+
+    func tlsBroker(cert: KeyPath<TestPKI, String>, requireCertificate: Bool = false) async throws -> (MosquittoBroker, TestPKI) {
+        let pki = try Self.pki.get()
+        let b = try await MosquittoBroker.start(BrokerOptions(tls: BrokerTLS(
+            caFile: pki.caCert, certFile: pki[keyPath: cert], keyFile: pki.serverKey, requireCertificate: requireCertificate)))
+        return (b, pki)
+    }
+
+    func firstFailure(_ url: String, ca: String, cert: String? = nil, key: String? = nil) async throws -> UplinkError? {
+        var c = try config([url])
+        c.caFile = ca
+        c.certFile = cert
+        c.keyFile = key
+        var failure: UplinkError?
+        try await withClient(c) { _, rec in
+            #expect(await rec.wait { !failures($0).isEmpty })
+            #expect(rec.connectedCount() == 0)
+            failure = rec.failures.first
+        }
+        return failure
+    }
+
+    @Test func serverVerificationSucceeds() async throws {
+        let (broker, pki) = try await tlsBroker(cert: \.serverCert)
+        defer { broker.killNow() }
+        let url = try #require(broker.tlsURL())
+        var c = try config([url])
+        c.caFile = pki.caCert
+        try await withClient(c) { client, rec in
+            #expect(await rec.wait { connectedCount($0) == 1 })
+            let mid = try client.publish(topic: "iomt/tls", payload: [1], qos: .exactlyOnce)
+            #expect(await rec.wait { acked($0).contains(mid) })
+        }
+        await broker.stop()
+    }
+
+    @Test func mutualTLS() async throws {
+        let (broker, pki) = try await tlsBroker(cert: \.serverCert, requireCertificate: true)
+        defer { broker.killNow() }
+        let url = try #require(broker.tlsURL())
+        var c = try config([url])
+        c.caFile = pki.caCert
+        c.certFile = pki.clientCert
+        c.keyFile = pki.clientKey
+        try await withClient(c) { client, rec in
+            #expect(await rec.wait { connectedCount($0) == 1 })
+            let mid = try client.publish(topic: "iomt/mtls", payload: [1], qos: .atLeastOnce)
+            #expect(await rec.wait { acked($0).contains(mid) })
+        }
+        // Without a client certificate the broker refuses the handshake.
+        let failure = try await firstFailure(url, ca: pki.caCert)
+        #expect(failure != nil)
+        await broker.stop()
+    }
+
+    @Test func unknownCA() async throws {
+        let (broker, pki) = try await tlsBroker(cert: \.serverCert)
+        defer { broker.killNow() }
+        let url = try #require(broker.tlsURL())
+        #expect(try await firstFailure(url, ca: pki.otherCACert) == .tlsUnknownCA(broker: try BrokerAddress(parsing: url)))
+        await broker.stop()
+    }
+
+    @Test func expiredCertificate() async throws {
+        let (broker, pki) = try await tlsBroker(cert: \.expiredServerCert)
+        defer { broker.killNow() }
+        let url = try #require(broker.tlsURL())
+        #expect(try await firstFailure(url, ca: pki.caCert) == .tlsCertificateExpired(broker: try BrokerAddress(parsing: url)))
+        await broker.stop()
+    }
+
+    @Test func wrongHostCertificate() async throws {
+        let (broker, pki) = try await tlsBroker(cert: \.wrongHostServerCert)
+        defer { broker.killNow() }
+        let url = try #require(broker.tlsURL())
+        #expect(try await firstFailure(url, ca: pki.caCert) == .tlsHostnameMismatch(broker: try BrokerAddress(parsing: url)))
+        await broker.stop()
+    }
+}
+
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct UplinkWillTests {
+    @Test func retainedStatusThenLastWillAfterConnectionIsCut() async throws {
+        try await withBroker { broker in
+            let proxy = try TCPProxy(upstreamPort: broker.port)
+            defer { proxy.close() }
+            let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "iomt/status/#")
+            defer { sub.stop() }
+            var c = try config([proxy.url], clientID: "gw-will")
+            c.will = LastWill(topic: "iomt/status/gw-will", payload: Array("offline".utf8), qos: .atLeastOnce, retain: true)
+            try await withClient(c) { client, rec in
+                #expect(await rec.wait { connectedCount($0) == 1 })
+                let mid = try client.publish(topic: "iomt/status/gw-will", payload: Array("online".utf8), qos: .atLeastOnce, retain: true)
+                #expect(await rec.wait { acked($0).contains(mid) })
+                #expect(await sub.waitFor { $0.payloadString == "online" } != nil)
+                proxy.severAll()  // TCP reset, no DISCONNECT: the broker must publish the Will
+                let will = await sub.waitFor { $0.payloadString == "offline" }
+                #expect(will?.topic == "iomt/status/gw-will")
+                // The client notices and reconnects through the proxy.
+                #expect(await rec.wait { $0.contains { if case .disconnected(.some) = $0 { true } else { false } } })
+                #expect(await rec.wait { connectedCount($0) == 2 })
+            }
+            // The Will was retained: a late subscriber sees "offline" (the clean stop sent no Will).
+            let late = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "iomt/status/#")
+            defer { late.stop() }
+            let retained = await late.waitFor(count: 1)
+            #expect(retained.first?.payloadString == "offline")
+            #expect(retained.first?.retain == true)
+        }
+    }
+
+    @Test func cleanStopSuppressesWill() async throws {
+        try await withBroker { broker in
+            let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "iomt/status/#")
+            defer { sub.stop() }
+            var c = try config([broker.url], clientID: "gw-clean")
+            c.will = LastWill(topic: "iomt/status/gw-clean", payload: Array("offline".utf8), qos: .atLeastOnce, retain: false)
+            try await withClient(c) { _, rec in
+                #expect(await rec.wait { connectedCount($0) == 1 })
+            }
+            #expect(await broker.waitForLog("Client gw-clean disconnected"))
+            // Bounded negative check: the broker processed the DISCONNECT (logged above); no Will follows.
+            #expect(await sub.waitFor(timeout: .seconds(1)) { $0.payloadString == "offline" } == nil)
+        }
+    }
+}
