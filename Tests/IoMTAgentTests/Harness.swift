@@ -157,5 +157,13 @@ func expectValid(_ documents: [String], schema: String, dir: TempDir,
 /// Waits (bounded) until `condition` holds for the subscriber's messages.
 func waitUntil(_ subscriber: MQTTTestSubscriber, timeout: Duration = .seconds(30),
                _ condition: @escaping @Sendable ([ReceivedMessage]) -> Bool) async -> Bool {
-    await subscriber.waitUntil(timeout: timeout, condition)
+    // Event-driven: each turn blocks until one more message arrives (or the deadline passes).
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while true {
+        let messages = subscriber.messages
+        if condition(messages) { return true }
+        let left = deadline - ContinuousClock.now
+        if left <= .zero { return false }
+        await subscriber.waitFor(count: messages.count + 1, timeout: left)
+    }
 }
