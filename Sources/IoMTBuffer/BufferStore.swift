@@ -182,33 +182,48 @@ final class BufferStore {
     private static func salvage(from source: String, into conn: SQLiteConnection, logger: Logger?) -> Int {
         guard let src = try? SQLiteConnection(path: source, flags: SQLITE_OPEN_READONLY) else { return 0 }
         defer { src.close() }
+        // A truncated file's header claims more pages than the file has; SQLite then refuses to
+        // load the schema unless writable_schema is on (it then trusts the file size). The
+        // connection is read-only, so this cannot modify the moved-aside file.
+        try? src.exec("PRAGMA writable_schema=ON")
         var copied = 0
         do throws(BufferError) {
             try conn.transaction { () throws(BufferError) in
                 // device_state first: the sequence high-water marks matter most.
                 copied += salvageTable(src, "SELECT device_id, last_sequence, lost_total FROM device_state", logger) { s throws(BufferError) in
-                    guard let device = s.text(0) else { return }
-                    try conn.with("INSERT OR REPLACE INTO device_state(device_id, last_sequence, lost_total) VALUES(?1, ?2, ?3)") { ins throws(BufferError) in
+                    guard let device = s.text(0), !device.isEmpty else { return false }
+                    return try conn.with("INSERT OR REPLACE INTO device_state(device_id, last_sequence, lost_total) VALUES(?1, ?2, ?3)") { ins throws(BufferError) in
                         try ins.bind(1, device); try ins.bind(2, s.int64(1)); try ins.bind(3, s.int64(2)); try ins.run()
+                        return true
                     }
                 }
                 copied += salvageTable(src, "SELECT \(gapColumns) FROM gaps ORDER BY gap_id", logger) { s throws(BufferError) in
-                    guard let device = s.text(3), let reason = s.text(7) else { return }
-                    try conn.with("INSERT INTO gaps(id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") { ins throws(BufferError) in
+                    guard let device = s.text(3), !device.isEmpty, let reason = s.text(7), !reason.isEmpty,
+                          s.int64(6) > 0, s.int64(5) >= s.int64(4) else { return false }
+                    return try conn.with("INSERT INTO gaps(id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") { ins throws(BufferError) in
                         try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, device)
                         try ins.bind(4, s.int64(4)); try ins.bind(5, s.int64(5)); try ins.bind(6, s.int64(6))
                         try ins.bind(7, reason); try ins.bind(8, s.int64(8)); try ins.bind(9, s.int64(9))
                         try ins.run()
+                        return true
                     }
                 }
                 copied += salvageTable(src, "SELECT \(messageColumns) FROM messages ORDER BY row_id", logger) { s throws(BufferError) in
-                    guard let topic = s.text(9) else { return }
-                    try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") { ins throws(BufferError) in
+                    // A page cut short reads back partly as zeros: keep only rows that are
+                    // self-consistent (a UUIDv7 id, a topic, and the stored logical size).
+                    guard let topic = s.text(9), !topic.isEmpty else { return false }
+                    let payload = s.blob(10)
+                    let device = s.text(5)
+                    let expectedSize = Int64(payload.count) + Int64(topic.utf8.count) + Int64(device?.utf8.count ?? 0) + perRowOverhead
+                    let idHigh = UInt64(bitPattern: s.int64(1))
+                    guard s.int64(8) == expectedSize, (idHigh >> 12) & 0xF == 7 else { return false }
+                    return try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") { ins throws(BufferError) in
                         try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, s.int64(3))
-                        try ins.bind(4, s.int64(4) & 0xFF); try ins.bind(5, s.text(5)); try ins.bind(6, s.optionalInt64(6))
+                        try ins.bind(4, s.int64(4) & 0xFF); try ins.bind(5, device); try ins.bind(6, s.optionalInt64(6))
                         try ins.bind(7, s.int64(7)); try ins.bind(8, s.int64(8)); try ins.bind(9, topic)
-                        try ins.bind(10, s.blob(10))
+                        try ins.bind(10, payload)
                         try ins.run()
+                        return true
                     }
                 }
             }
@@ -219,17 +234,15 @@ final class BufferStore {
         return copied
     }
 
-    /// Steps `sql` on `src`, calling `copy` for each row; stops at the first read error.
-    /// Write errors (from `copy`) are rethrown by the caller's transaction only if they are not
-    /// about the corrupt source.
+    /// Steps `sql` on `src`, calling `copy` for each row (which returns false for a row it
+    /// skipped as implausible); stops at the first error. Returns the number of rows copied.
     private static func salvageTable(_ src: SQLiteConnection, _ sql: String, _ logger: Logger?,
-                                     _ copy: (Statement) throws(BufferError) -> Void) -> Int {
+                                     _ copy: (Statement) throws(BufferError) -> Bool) -> Int {
         var n = 0
         do throws(BufferError) {
             try src.with(sql) { s throws(BufferError) in
                 while try s.step() {
-                    try copy(s)
-                    n += 1
+                    if try copy(s) { n += 1 }
                 }
             }
         } catch {
