@@ -95,6 +95,7 @@ final class BufferStore {
         guard config.maxBytes > 0 else {
             throw BufferError.invalidConfiguration(path: path, detail: "buffer.max_bytes must be positive (got \(config.maxBytes))")
         }
+        try checkWritable(path: path)
         do throws(BufferError) {
             try validateExisting(path: path)
             let conn = try openReadWrite(path: path)
@@ -108,6 +109,27 @@ final class BufferStore {
             config.logger?.error("salvaged rows from the corrupt buffer database",
                                  metadata: ["path": "\(path)", "moved_to": "\(destination)", "rows": "\(salvaged)"])
             return try BufferStore(config: config, conn: conn, recovered: destination, salvaged: salvaged)
+        }
+    }
+
+    /// WAL mode needs to create `<path>-wal` and `<path>-shm` next to the database, so both the
+    /// file and its directory must be writable; say so plainly instead of SQLite's "unable to
+    /// open database file". A missing directory is left to SQLite (`cannotOpen`).
+    private static func checkWritable(path: String) throws(BufferError) {
+        let directory: String
+        if let slash = path.lastIndex(of: "/") {
+            directory = slash == path.startIndex ? "/" : String(path[..<slash])
+        } else {
+            directory = "."
+        }
+        guard access(directory, F_OK) == 0 else { return }
+        if access(directory, W_OK) != 0 {
+            let e = errno
+            throw BufferError.readOnly(path: path, detail: "directory \(directory) is not writable (errno \(e)\(e == EROFS ? ", read-only file system" : "")); the buffer creates \(path)-wal and -shm there")
+        }
+        if access(path, F_OK) == 0, access(path, W_OK) != 0 {
+            let e = errno
+            throw BufferError.readOnly(path: path, detail: "file is not writable (errno \(e)\(e == EROFS ? ", read-only file system" : ""))")
         }
     }
 
