@@ -664,6 +664,11 @@ final class BufferStore {
         return stat(p, &st) == 0 ? Int64(st.st_size) : 0
     }
 
+    /// Test hook: makes every write fail with `SQLITE_READONLY` while on.
+    func setQueryOnly(_ on: Bool) throws(BufferError) {
+        try conn.exec("PRAGMA query_only = \(on ? 1 : 0)")
+    }
+
     /// Test hook: caps the database at `pages` pages so writes fail with `SQLITE_FULL`.
     func setMaxPageCount(_ pages: Int) throws(BufferError) {
         _ = try conn.scalarInt("PRAGMA max_page_count = \(pages)")
