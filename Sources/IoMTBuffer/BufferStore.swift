@@ -66,6 +66,7 @@ private let gapColumns = "gap_id, id_high, id_low, device_id, first_sequence, la
 final class BufferStore {
     let config: BufferConfig
     private let conn: SQLiteConnection
+    private let lock: InstanceLock
     /// Where a corrupt database was moved at open.
     let recoveredFromCorruption: String?
     /// Rows copied out of the corrupt database into the fresh one.
@@ -96,10 +97,11 @@ final class BufferStore {
             throw BufferError.invalidConfiguration(path: path, detail: "buffer.max_bytes must be positive (got \(config.maxBytes))")
         }
         try checkWritable(path: path)
+        let lock = try InstanceLock(databasePath: path)
         do throws(BufferError) {
             try validateExisting(path: path)
             let conn = try openReadWrite(path: path)
-            return try BufferStore(config: config, conn: conn, recovered: nil, salvaged: 0)
+            return try BufferStore(config: config, conn: conn, lock: lock, recovered: nil, salvaged: 0)
         } catch where error.isCorruption {
             let destination = try moveAside(path: path, clock: config.clock)
             config.logger?.error("buffer database was corrupt; moved aside, starting a fresh buffer",
@@ -108,7 +110,7 @@ final class BufferStore {
             let salvaged = salvage(from: destination, into: conn, logger: config.logger)
             config.logger?.error("salvaged rows from the corrupt buffer database",
                                  metadata: ["path": "\(path)", "moved_to": "\(destination)", "rows": "\(salvaged)"])
-            return try BufferStore(config: config, conn: conn, recovered: destination, salvaged: salvaged)
+            return try BufferStore(config: config, conn: conn, lock: lock, recovered: destination, salvaged: salvaged)
         }
     }
 
@@ -273,9 +275,11 @@ final class BufferStore {
         return n
     }
 
-    private init(config: BufferConfig, conn: SQLiteConnection, recovered: String?, salvaged: Int) throws(BufferError) {
+    private init(config: BufferConfig, conn: SQLiteConnection, lock: InstanceLock, recovered: String?,
+                 salvaged: Int) throws(BufferError) {
         self.config = config
         self.conn = conn
+        self.lock = lock
         self.recoveredFromCorruption = recovered
         self.salvagedRows = salvaged
         acct.bytes = try conn.scalarInt("SELECT coalesce(sum(size), 0) FROM messages") ?? 0
@@ -296,7 +300,10 @@ final class BufferStore {
         sealedGapsUpTo = try conn.scalarInt("SELECT coalesce(max(gap_id), 0) FROM gaps") ?? 0
     }
 
-    func close() { conn.close() }
+    func close() {
+        conn.close()
+        lock.release()
+    }
 
     private func ensureOpen() throws(BufferError) {
         if !conn.isOpen { throw BufferError.closed(path: config.path) }
@@ -673,4 +680,37 @@ final class BufferStore {
     func setMaxPageCount(_ pages: Int) throws(BufferError) {
         _ = try conn.scalarInt("PRAGMA max_page_count = \(pages)")
     }
+}
+
+/// An exclusive `flock` on `<path>.lock`, held while the buffer is open, so a second agent
+/// instance (or a second buffer in this process) cannot use the same database: leases and the
+/// size accounting live in memory and would be wrong for both. The kernel drops the lock when
+/// the process dies, so a `kill -9` never leaves it stale. The lock file is never deleted.
+final class InstanceLock {
+    private var fd: Int32
+
+    init(databasePath: String) throws(BufferError) {
+        let lockPath = databasePath + ".lock"
+        fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            let e = errno
+            if e == EROFS || e == EACCES || e == EPERM {
+                throw BufferError.readOnly(path: databasePath, detail: "cannot create lock file \(lockPath) (errno \(e))")
+            }
+            throw BufferError.cannotOpen(path: databasePath, systemErrno: e, detail: "cannot create lock file \(lockPath)")
+        }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let e = errno
+            close(fd)
+            fd = -1
+            throw BufferError.busy(path: databasePath, detail: "\(lockPath) is locked (errno \(e)): another buffer has this database open")
+        }
+    }
+
+    func release() {
+        if fd >= 0 { close(fd) }   // closing the descriptor drops the flock
+        fd = -1
+    }
+
+    deinit { release() }
 }

@@ -170,3 +170,18 @@ import Testing
         #expect(try await buffer.stats().messageCount == 0)
     }
 }
+
+@Suite struct InstanceLockTests {
+    @Test func secondBufferOnTheSameFileIsBusyUntilTheFirstCloses() async throws {
+        let dir = try TempDir(); defer { dir.remove() }
+        let path = dir.path("b.db")
+        let first = try await openBuffer(path)
+        await #expect { _ = try await openBuffer(path) } throws: { e in
+            guard let e = e as? BufferError, case .busy = e else { return false }
+            return e.path == path && e.description.contains("another")
+        }
+        await first.close()
+        let second = try await openBuffer(path)
+        #expect(try await second.stats().messageCount == 0)
+    }
+}
