@@ -66,6 +66,7 @@ private let gapColumns = "gap_id, id_high, id_low, device_id, first_sequence, la
 final class BufferStore {
     let config: BufferConfig
     private let conn: SQLiteConnection
+    private let lock: InstanceLock
     /// Where a corrupt database was moved at open.
     let recoveredFromCorruption: String?
     /// Rows copied out of the corrupt database into the fresh one.
@@ -95,10 +96,12 @@ final class BufferStore {
         guard config.maxBytes > 0 else {
             throw BufferError.invalidConfiguration(path: path, detail: "buffer.max_bytes must be positive (got \(config.maxBytes))")
         }
+        try checkWritable(path: path)
+        let lock = try InstanceLock(databasePath: path)
         do throws(BufferError) {
             try validateExisting(path: path)
             let conn = try openReadWrite(path: path)
-            return try BufferStore(config: config, conn: conn, recovered: nil, salvaged: 0)
+            return try BufferStore(config: config, conn: conn, lock: lock, recovered: nil, salvaged: 0)
         } catch where error.isCorruption {
             let destination = try moveAside(path: path, clock: config.clock)
             config.logger?.error("buffer database was corrupt; moved aside, starting a fresh buffer",
@@ -107,7 +110,28 @@ final class BufferStore {
             let salvaged = salvage(from: destination, into: conn, logger: config.logger)
             config.logger?.error("salvaged rows from the corrupt buffer database",
                                  metadata: ["path": "\(path)", "moved_to": "\(destination)", "rows": "\(salvaged)"])
-            return try BufferStore(config: config, conn: conn, recovered: destination, salvaged: salvaged)
+            return try BufferStore(config: config, conn: conn, lock: lock, recovered: destination, salvaged: salvaged)
+        }
+    }
+
+    /// WAL mode needs to create `<path>-wal` and `<path>-shm` next to the database, so both the
+    /// file and its directory must be writable; say so plainly instead of SQLite's "unable to
+    /// open database file". A missing directory is left to SQLite (`cannotOpen`).
+    private static func checkWritable(path: String) throws(BufferError) {
+        let directory: String
+        if let slash = path.lastIndex(of: "/") {
+            directory = slash == path.startIndex ? "/" : String(path[..<slash])
+        } else {
+            directory = "."
+        }
+        guard access(directory, F_OK) == 0 else { return }
+        if access(directory, W_OK) != 0 {
+            let e = errno
+            throw BufferError.readOnly(path: path, detail: "directory \(directory) is not writable (errno \(e)\(e == EROFS ? ", read-only file system" : "")); the buffer creates \(path)-wal and -shm there")
+        }
+        if access(path, F_OK) == 0, access(path, W_OK) != 0 {
+            let e = errno
+            throw BufferError.readOnly(path: path, detail: "file is not writable (errno \(e)\(e == EROFS ? ", read-only file system" : ""))")
         }
     }
 
@@ -182,33 +206,48 @@ final class BufferStore {
     private static func salvage(from source: String, into conn: SQLiteConnection, logger: Logger?) -> Int {
         guard let src = try? SQLiteConnection(path: source, flags: SQLITE_OPEN_READONLY) else { return 0 }
         defer { src.close() }
+        // A truncated file's header claims more pages than the file has; SQLite then refuses to
+        // load the schema unless writable_schema is on (it then trusts the file size). The
+        // connection is read-only, so this cannot modify the moved-aside file.
+        try? src.exec("PRAGMA writable_schema=ON")
         var copied = 0
         do throws(BufferError) {
             try conn.transaction { () throws(BufferError) in
                 // device_state first: the sequence high-water marks matter most.
                 copied += salvageTable(src, "SELECT device_id, last_sequence, lost_total FROM device_state", logger) { s throws(BufferError) in
-                    guard let device = s.text(0) else { return }
-                    try conn.with("INSERT OR REPLACE INTO device_state(device_id, last_sequence, lost_total) VALUES(?1, ?2, ?3)") { ins throws(BufferError) in
+                    guard let device = s.text(0), !device.isEmpty else { return false }
+                    return try conn.with("INSERT OR REPLACE INTO device_state(device_id, last_sequence, lost_total) VALUES(?1, ?2, ?3)") { ins throws(BufferError) in
                         try ins.bind(1, device); try ins.bind(2, s.int64(1)); try ins.bind(3, s.int64(2)); try ins.run()
+                        return true
                     }
                 }
                 copied += salvageTable(src, "SELECT \(gapColumns) FROM gaps ORDER BY gap_id", logger) { s throws(BufferError) in
-                    guard let device = s.text(3), let reason = s.text(7) else { return }
-                    try conn.with("INSERT INTO gaps(id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") { ins throws(BufferError) in
+                    guard let device = s.text(3), !device.isEmpty, let reason = s.text(7), !reason.isEmpty,
+                          s.int64(6) > 0, s.int64(5) >= s.int64(4) else { return false }
+                    return try conn.with("INSERT INTO gaps(id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") { ins throws(BufferError) in
                         try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, device)
                         try ins.bind(4, s.int64(4)); try ins.bind(5, s.int64(5)); try ins.bind(6, s.int64(6))
                         try ins.bind(7, reason); try ins.bind(8, s.int64(8)); try ins.bind(9, s.int64(9))
                         try ins.run()
+                        return true
                     }
                 }
                 copied += salvageTable(src, "SELECT \(messageColumns) FROM messages ORDER BY row_id", logger) { s throws(BufferError) in
-                    guard let topic = s.text(9) else { return }
-                    try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") { ins throws(BufferError) in
+                    // A page cut short reads back partly as zeros: keep only rows that are
+                    // self-consistent (a UUIDv7 id, a topic, and the stored logical size).
+                    guard let topic = s.text(9), !topic.isEmpty else { return false }
+                    let payload = s.blob(10)
+                    let device = s.text(5)
+                    let expectedSize = Int64(payload.count) + Int64(topic.utf8.count) + Int64(device?.utf8.count ?? 0) + perRowOverhead
+                    let idHigh = UInt64(bitPattern: s.int64(1))
+                    guard s.int64(8) == expectedSize, (idHigh >> 12) & 0xF == 7 else { return false }
+                    return try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") { ins throws(BufferError) in
                         try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, s.int64(3))
-                        try ins.bind(4, s.int64(4) & 0xFF); try ins.bind(5, s.text(5)); try ins.bind(6, s.optionalInt64(6))
+                        try ins.bind(4, s.int64(4) & 0xFF); try ins.bind(5, device); try ins.bind(6, s.optionalInt64(6))
                         try ins.bind(7, s.int64(7)); try ins.bind(8, s.int64(8)); try ins.bind(9, topic)
-                        try ins.bind(10, s.blob(10))
+                        try ins.bind(10, payload)
                         try ins.run()
+                        return true
                     }
                 }
             }
@@ -219,17 +258,15 @@ final class BufferStore {
         return copied
     }
 
-    /// Steps `sql` on `src`, calling `copy` for each row; stops at the first read error.
-    /// Write errors (from `copy`) are rethrown by the caller's transaction only if they are not
-    /// about the corrupt source.
+    /// Steps `sql` on `src`, calling `copy` for each row (which returns false for a row it
+    /// skipped as implausible); stops at the first error. Returns the number of rows copied.
     private static func salvageTable(_ src: SQLiteConnection, _ sql: String, _ logger: Logger?,
-                                     _ copy: (Statement) throws(BufferError) -> Void) -> Int {
+                                     _ copy: (Statement) throws(BufferError) -> Bool) -> Int {
         var n = 0
         do throws(BufferError) {
             try src.with(sql) { s throws(BufferError) in
                 while try s.step() {
-                    try copy(s)
-                    n += 1
+                    if try copy(s) { n += 1 }
                 }
             }
         } catch {
@@ -238,9 +275,11 @@ final class BufferStore {
         return n
     }
 
-    private init(config: BufferConfig, conn: SQLiteConnection, recovered: String?, salvaged: Int) throws(BufferError) {
+    private init(config: BufferConfig, conn: SQLiteConnection, lock: InstanceLock, recovered: String?,
+                 salvaged: Int) throws(BufferError) {
         self.config = config
         self.conn = conn
+        self.lock = lock
         self.recoveredFromCorruption = recovered
         self.salvagedRows = salvaged
         acct.bytes = try conn.scalarInt("SELECT coalesce(sum(size), 0) FROM messages") ?? 0
@@ -261,7 +300,10 @@ final class BufferStore {
         sealedGapsUpTo = try conn.scalarInt("SELECT coalesce(max(gap_id), 0) FROM gaps") ?? 0
     }
 
-    func close() { conn.close() }
+    func close() {
+        conn.close()
+        lock.release()
+    }
 
     private func ensureOpen() throws(BufferError) {
         if !conn.isOpen { throw BufferError.closed(path: config.path) }
@@ -629,8 +671,46 @@ final class BufferStore {
         return stat(p, &st) == 0 ? Int64(st.st_size) : 0
     }
 
+    /// Test hook: makes every write fail with `SQLITE_READONLY` while on.
+    func setQueryOnly(_ on: Bool) throws(BufferError) {
+        try conn.exec("PRAGMA query_only = \(on ? 1 : 0)")
+    }
+
     /// Test hook: caps the database at `pages` pages so writes fail with `SQLITE_FULL`.
     func setMaxPageCount(_ pages: Int) throws(BufferError) {
         _ = try conn.scalarInt("PRAGMA max_page_count = \(pages)")
     }
+}
+
+/// An exclusive `flock` on `<path>.lock`, held while the buffer is open, so a second agent
+/// instance (or a second buffer in this process) cannot use the same database: leases and the
+/// size accounting live in memory and would be wrong for both. The kernel drops the lock when
+/// the process dies, so a `kill -9` never leaves it stale. The lock file is never deleted.
+final class InstanceLock {
+    private var fd: Int32
+
+    init(databasePath: String) throws(BufferError) {
+        let lockPath = databasePath + ".lock"
+        fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            let e = errno
+            if e == EROFS || e == EACCES || e == EPERM {
+                throw BufferError.readOnly(path: databasePath, detail: "cannot create lock file \(lockPath) (errno \(e))")
+            }
+            throw BufferError.cannotOpen(path: databasePath, systemErrno: e, detail: "cannot create lock file \(lockPath)")
+        }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let e = errno
+            close(fd)
+            fd = -1
+            throw BufferError.busy(path: databasePath, detail: "\(lockPath) is locked (errno \(e)): another buffer has this database open")
+        }
+    }
+
+    func release() {
+        if fd >= 0 { close(fd) }   // closing the descriptor drops the flock
+        fd = -1
+    }
+
+    deinit { release() }
 }
