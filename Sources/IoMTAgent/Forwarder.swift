@@ -156,7 +156,10 @@ public actor Forwarder {
 
     /// Returns once the buffer is empty and nothing is in flight (checked after each pump turn).
     public func waitUntilIdle() async {
-        await withCheckedContinuation { idleWaiters.append($0) }
+        await withCheckedContinuation {
+            idleWaiters.append($0)
+            doorbell.ring() // a pump turn checks the condition now, even if nothing else happens
+        }
     }
 
     /// Waits for the acknowledgement of a publish made outside the window (e.g. the final status),
