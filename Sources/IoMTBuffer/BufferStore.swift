@@ -88,6 +88,7 @@ final class BufferStore {
     private var sealedGaps = Set<Int64>()
     private var sealedGapsUpTo: Int64 = 0
     private var idGenerator = ReadingIDGenerator()
+    private let reserve: DiskReserve
 
     // MARK: open
 
@@ -169,7 +170,10 @@ final class BufferStore {
             throw BufferError.sqlite(path: path, code: 0, detail: "could not switch to WAL mode (journal_mode is \(mode ?? "unknown"))")
         }
         try conn.exec("PRAGMA synchronous=FULL")
-        try conn.exec("PRAGMA journal_size_limit=8388608")
+        // Checkpoint every 256 pages (~1 MiB) and keep the WAL file near that size: a checkpoint
+        // then never needs more new disk than the disk reserve holds (see DiskReserve).
+        try conn.exec("PRAGMA wal_autocheckpoint=256")
+        try conn.exec("PRAGMA journal_size_limit=2097152")
         let version = Int32(truncatingIfNeeded: try conn.scalarInt("PRAGMA user_version") ?? 0)
         if version > bufferSchemaVersion {
             throw BufferError.schemaTooNew(path: path, found: version, supported: bufferSchemaVersion)
@@ -282,6 +286,8 @@ final class BufferStore {
         self.lock = lock
         self.recoveredFromCorruption = recovered
         self.salvagedRows = salvaged
+        self.reserve = DiskReserve(path: config.path + ".reserve")
+        reserve.restoreIfDue(logger: config.logger)
         acct.bytes = try conn.scalarInt("SELECT coalesce(sum(size), 0) FROM messages") ?? 0
         try conn.with("SELECT priority, count(*) FROM messages GROUP BY priority") { s throws(BufferError) in
             while try s.step() {
@@ -591,9 +597,23 @@ final class BufferStore {
     /// Deletes the rows in one transaction. On failure nothing is deleted and the tokens are
     /// released, so the rows are delivered again.
     @discardableResult
+    /// Deletes acknowledged rows in one transaction. On failure nothing is deleted and the
+    /// tokens STAY leased: the caller retries the ack (releasing them would send them again).
+    /// Under disk full, the disk reserve is given up once so the delete (and the checkpoint it
+    /// may need) can proceed: deleting is what frees space, so it must never be the step that
+    /// wedges.
     func ack(_ tokens: [BufferToken]) throws(BufferError) -> Int {
         try ensureOpen()
         guard !tokens.isEmpty else { return 0 }
+        do throws(BufferError) {
+            return try deleteAcknowledged(tokens)
+        } catch {
+            guard case .diskFull = error, reserve.release(logger: config.logger) else { throw error }
+            return try deleteAcknowledged(tokens)
+        }
+    }
+
+    private func deleteAcknowledged(_ tokens: [BufferToken]) throws(BufferError) -> Int {
         let saved = acct
         do throws(BufferError) {
             let deleted = try conn.transaction { () throws(BufferError) -> Int in
@@ -625,10 +645,10 @@ final class BufferStore {
                 case .gap(let id): leasedGaps.remove(id); sealedGaps.remove(id)
                 }
             }
+            reserve.restoreIfDue(logger: config.logger)
             return deleted
         } catch {
             acct = saved
-            release(tokens)
             throw error
         }
     }

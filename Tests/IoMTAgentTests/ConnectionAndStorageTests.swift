@@ -136,3 +136,75 @@ struct ConnectionAndStorageTests {
         expectNoLossAndRecognisableDuplicates(readings(sub.messages), device: "th-2")
     }
 }
+
+/// A small tmpfs for disk-full tests (needs root, as on the CI machines; skipped elsewhere).
+final class SmallFileSystem {
+    let path: String
+    init(in dir: TempDir, size: String) throws {
+        path = dir.file("small-fs")
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let r = try ChildProcess.run(["mount", "-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path])
+        guard r.status == 0 else { throw TestSupportError("mount tmpfs: \(r.output)") }
+    }
+    deinit { _ = try? ChildProcess.run(["umount", "-l", path]) }
+
+    static let available: Bool = {
+        guard getuid() == 0, let dir = try? TempDir() else { return false }
+        return (try? SmallFileSystem(in: dir, size: "64k")) != nil
+    }()
+}
+
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct DiskFullTests {
+    @Test(.enabled(if: SmallFileSystem.available, "needs root to mount a small tmpfs"))
+    func diskFullLosesOnlyAtTheSourceKeepsForwardingAndRecovers() async throws {
+        let dir = try TempDir()
+        let fs = try SmallFileSystem(in: dir, size: "8m")
+        let broker = try await MosquittoBroker.start(BrokerOptions(persistence: true))
+        defer { broker.killNow() }
+        var setup = AgentSetup(gateway: "diskfull", stateDir: fs.path + "/state", brokerURL: broker.url)
+        setup.maxBytes = "64MiB" // the file system, not the bound, runs out
+        setup.simulators = [Sim(id: "ox-1", rate: 100)]
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#",
+                                                     clientID: "test-sub-diskfull", persistentSession: true)
+        defer { sub.stop() }
+        await broker.stop()
+        let agent = try setup.start(in: dir)
+        defer { agent.signal(SIGKILL) }
+        // Another process fills the disk once the agent runs (its 4 MiB reserve is in place),
+        // leaving ~300 KiB for the buffer.
+        #expect(await agent.output.wait(timeout: .seconds(10)) { $0.contains("agent starting") })
+        var st = statvfs()
+        #expect(statvfs(fs.path, &st) == 0)
+        let free = Int64(st.f_bavail) * Int64(st.f_frsize)
+        let ballast = try ChildProcess.run(["fallocate", "-l", "\(max(free - 300 * 1024, 4096))", fs.path + "/ballast"])
+        #expect(ballast.status == 0, "fallocate: \(ballast.output)")
+        #expect(await agent.output.wait(timeout: .seconds(30)) { $0.contains("buffer cannot store readings") },
+                "the disk never filled: \(agent.output.value)")
+        #expect(agent.output.value.contains("disk full"), "the error says disk full: \(agent.output.value)")
+        #expect(agent.output.value.contains(fs.path), "the error names the path")
+        try await Task.sleep(for: .seconds(1))
+
+        // The broker returns: what is held drains, space comes back, new readings are accepted.
+        try await broker.restart()
+        #expect(await agent.output.wait(timeout: .seconds(30)) { $0.contains("buffer writable again") },
+                "never recovered: \(agent.output.value)")
+        #expect(await waitUntil(sub) { !gaps($0).isEmpty }, "no gap record")
+        let lostLast = gaps(sub.messages).map(\.last).max() ?? 0
+        #expect(await waitUntil(sub) { readings($0).contains { $0.sequence > lostLast + 50 } },
+                "readings after the disk-full period did not flow")
+        await agent.terminate()
+
+        let delivered = Set(readings(sub.messages).map(\.sequence))
+        var announced = Set<Int>()
+        for g in gaps(sub.messages) {
+            #expect(g.reason == "storage-error")
+            announced.formUnion(g.first...g.last)
+        }
+        #expect(!announced.isEmpty)
+        #expect(delivered.isDisjoint(with: announced))
+        let top = delivered.max() ?? 0
+        let holes = Set(1...top).subtracting(delivered).subtracting(announced)
+        #expect(holes.isEmpty, "sequence numbers neither delivered nor announced: \(holes.sorted().prefix(20))")
+    }
+}
