@@ -149,6 +149,14 @@ public final class MQTTTestSubscriber: @unchecked Sendable {
         return sinkBox.messages.value.first(where: predicate)
     }
 
+    /// Waits (bounded) until `predicate` holds for the whole list received so far (it runs under
+    /// a lock: look only at its argument). Returns whether it held; e.g. all payloads present:
+    /// `await sub.waitUntil { Set($0.map(\.payloadString)).isSuperset(of: expected) }`.
+    public func waitUntil(timeout: Duration = .seconds(10),
+                          _ predicate: @escaping @Sendable ([ReceivedMessage]) -> Bool) async -> Bool {
+        await sinkBox.messages.wait(timeout: timeout, until: predicate)
+    }
+
     /// Disconnects, joins the network thread and frees the client. Idempotent.
     public func stop() {
         let first = stopped.withLock { s in defer { s = true }; return !s }

@@ -31,10 +31,15 @@ public struct BrokerOptions: Sendable {
     /// user → password; written with `mosquitto_passwd -b`.
     public var users: [String: String] = [:]
     public var allowAnonymous: Bool = true
+    /// Also log at debug level (every packet: "Received PUBLISH from <client> ..."), for tests
+    /// that wait on a packet with ``MosquittoBroker/waitForLog(_:timeout:)``.
+    public var debugLog: Bool = false
     /// Extra raw lines appended to mosquitto.conf (global section).
     public var extraConfig: [String] = []
     public init(persistence: Bool = false, persistenceLocation: String? = nil, tls: BrokerTLS? = nil,
-                users: [String: String] = [:], allowAnonymous: Bool = true, extraConfig: [String] = []) {
+                users: [String: String] = [:], allowAnonymous: Bool = true, debugLog: Bool = false,
+                extraConfig: [String] = []) {
+        self.debugLog = debugLog
         self.persistence = persistence
         self.persistenceLocation = persistenceLocation
         self.tls = tls
@@ -100,6 +105,7 @@ public final class MosquittoBroker: Sendable {
             "connection_messages true",
             "log_timestamp true",
         ]
+        if options.debugLog { lines.append("log_type debug") }
         if getuid() == 0 { lines.append("user root") }  // otherwise mosquitto drops to 'mosquitto' and cannot read our files
         if options.persistence {
             let loc = options.persistenceLocation ?? dir.file("store")

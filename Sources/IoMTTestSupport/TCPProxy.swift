@@ -15,6 +15,7 @@ public final class TCPProxy: Sendable {
     private let listenFD: Int32
     private let connections = Mutex<Set<Int32>>([])
     private let closed = Mutex(false)
+    private let frozen = Mutex<Direction>([])
     /// Number of connections accepted so far.
     public let accepted = Watched(0)
 
@@ -74,11 +75,24 @@ public final class TCPProxy: Sendable {
 
     private func relay(_ a: Int32, _ b: Int32) {
         var buf = [UInt8](repeating: 0, count: 16384)
-        var fds = [pollfd(fd: a, events: Int16(POLLIN), revents: 0), pollfd(fd: b, events: Int16(POLLIN), revents: 0)]
+        var fds = [pollfd(fd: a, events: 0, revents: 0), pollfd(fd: b, events: 0, revents: 0)]
         loop: while true {
-            let n = poll(&fds, 2, -1)  // blocks until data or a shutdown by severAll()
+            let f = frozen.withLock { $0 }
+            // A frozen direction is not read: its bytes stay in the kernel (a black hole). Only
+            // POLLHUP/POLLERR (from severAll) wake a fully frozen relay.
+            fds[0].events = f.contains(.toBroker) ? 0 : Int16(POLLIN)
+            fds[1].events = f.contains(.toClient) ? 0 : Int16(POLLIN)
+            fds[0].revents = 0
+            fds[1].revents = 0
+            let n = poll(&fds, 2, -1)
             if n < 0 { if errno == EINTR { continue }; break }
+            let now = frozen.withLock { $0 }
             for i in 0..<2 where fds[i].revents != 0 {
+                let dirFrozen = i == 0 ? now.contains(.toBroker) : now.contains(.toClient)
+                if dirFrozen {
+                    if fds[i].revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 { break loop }
+                    continue  // frozen since poll returned: leave the bytes unread
+                }
                 let r = read(fds[i].fd, &buf, buf.count)
                 if r <= 0 { break loop }
                 var off = 0
@@ -92,6 +106,31 @@ public final class TCPProxy: Sendable {
         connections.withLock { $0.remove(a); $0.remove(b) }
         Glibc.close(a)
         Glibc.close(b)
+    }
+
+    /// Directions that can be frozen.
+    public struct Direction: OptionSet, Sendable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        /// Bytes from the client to the broker (PUBLISH, PUBREL, DISCONNECT...).
+        public static let toBroker = Direction(rawValue: 1)
+        /// Bytes from the broker to the client (CONNACK, PUBACK, PUBREC, PUBCOMP...).
+        public static let toClient = Direction(rawValue: 2)
+        public static let both: Direction = [.toBroker, .toClient]
+    }
+
+    /// Stops relaying in `direction` on current and future connections (a network black hole:
+    /// sockets stay open, bytes are not delivered). Takes effect for bytes not yet read; a relay
+    /// already inside a read may forward that one chunk. Use ``severAll()`` or ``thaw()`` after.
+    public func freeze(_ direction: Direction = .both) {
+        frozen.withLock { $0 = direction }
+    }
+
+    /// Relays normally again. New connections relay at once; an existing connection resumes at
+    /// its relay's next wake-up (a byte in a direction that was not frozen); one frozen in BOTH
+    /// directions stays frozen until ``severAll()``.
+    public func thaw() {
+        frozen.withLock { $0 = [] }
     }
 
     /// Resets every relayed connection now (SO_LINGER 0 + shutdown: RST, no DISCONNECT).
