@@ -203,7 +203,10 @@ final class Engine: @unchecked Sendable {
         return mid
     }
 
-    func stop() async {
+    /// Sets the stop flag, queues DISCONNECT and wakes the loop thread. Returns whether the loop
+    /// thread was started (and so must be waited for).
+    @discardableResult
+    func requestStop() -> Bool {
         let (wasStarted, firstStop) = state.withLock { s -> (Bool, Bool) in
             let first = !s.stopRequested
             s.stopRequested = true
@@ -211,14 +214,20 @@ final class Engine: @unchecked Sendable {
         }
         guard wasStarted else {
             if firstStop { continuation.finish() }
-            return
+            return false
         }
         if firstStop {
             // Queues DISCONNECT (reason 0x00) and wakes the loop's select via the socket pair;
-            // MOSQ_ERR_NO_CONN when not connected, which is fine: the wake pipe wakes the backoff wait.
+            // MOSQ_ERR_NO_CONN when not connected, which is fine: the wake pipe wakes the backoff
+            // wait, and the loop thread itself disconnects if it connected meanwhile.
             _ = mosquitto_disconnect_v5(mosq, Int32(MQTT_RC_NORMAL_DISCONNECTION.rawValue), nil)
             wake()
         }
+        return true
+    }
+
+    func stop() async {
+        guard requestStop() else { return }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { s -> Bool in
                 if s.exited { return true }

@@ -155,6 +155,9 @@ extension Engine {
                 stopDeadline = clock.now.advanced(by: .seconds(2))
                 _ = mosquitto_disconnect_v5(m, Int32(MQTT_RC_NORMAL_DISCONNECTION.rawValue), nil)
             }
+            // mosquitto_loop blocks in select() on the socket and libmosquitto's wake-up socket
+            // pair (written by publish/disconnect from other threads). The 1 s cap lets it run
+            // its keepalive bookkeeping (PINGREQ, `mosquitto_loop_misc`) and bounds the connect.
             var timeoutMs: Int32 = 1000
             if !connected {
                 let left = connectDeadline - clock.now
@@ -173,7 +176,7 @@ extension Engine {
                     return .failed(connectFailure(m, broker, rc, errnoValue: loopErrno, logs: logs))
                 }
                 if disconnectIssued {
-                    return resetOnly ? .lost(nil) : (stopRequested ? .lost(nil) : .lost(nil))
+                    return .lost(nil)  // our own DISCONNECT (stop, or the end of a session reset)
                 }
                 return .lost(lostFailure(broker, rc, errnoValue: loopErrno, disconnectRC: disconnectRC))
             }

@@ -105,4 +105,10 @@ public final class MQTTClient: Sendable {
     public func stop() async {
         await engine.stop()
     }
+
+    /// Releasing a started client without `stop()` still ends its loop thread (it disconnects
+    /// cleanly in the background), but nobody waits for it: call `stop()`.
+    deinit {
+        engine.requestStop()
+    }
 }

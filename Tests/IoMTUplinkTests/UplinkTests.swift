@@ -319,3 +319,66 @@ struct UplinkSessionTests {
         }
     }
 }
+
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct UplinkMiscTests {
+    @Test func dnsFailureIsReported() async throws {
+        let url = "mqtt://no-such-broker.invalid:1883"
+        try await withClient(try config([url])) { _, rec in
+            #expect(await rec.wait { !failures($0).isEmpty })
+            guard case .dnsFailure(let b, _)? = rec.failures.first else {
+                Issue.record("expected dnsFailure, got \(String(describing: rec.failures.first))")
+                return
+            }
+            let expected = try BrokerAddress(parsing: url)
+            #expect(b == expected)
+        }
+    }
+
+    @Test func mqtt311PublishesWithoutUserProperties() async throws {
+        try await withBroker { broker in
+            let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "iomt/#")
+            defer { sub.stop() }
+            var c = try config([broker.url])
+            c.protocolVersion = .v311
+            try await withClient(c) { client, rec in
+                let mid = try client.publish(topic: "iomt/v3", payload: Array("v3".utf8), qos: .exactlyOnce,
+                                             userProperties: [("reading-id", "r-3")])
+                #expect(await rec.wait { acked($0).contains(mid) })
+                let got = await sub.waitFor { $0.topic == "iomt/v3" }
+                #expect(got?.payloadString == "v3")
+                #expect(got?.userProperties == [])  // silently not sent under 3.1.1
+            }
+        }
+    }
+
+    @Test func mqtt311WrongPasswordIsNotAuthorized() async throws {
+        try await withBroker(BrokerOptions(users: ["gw": "right"], allowAnonymous: false)) { broker in
+            var c = try config([broker.url])
+            c.protocolVersion = .v311
+            c.username = "gw"
+            c.password = "wrong"
+            try await withClient(c) { _, rec in
+                #expect(await rec.wait { !failures($0).isEmpty })
+                let addr = try BrokerAddress(parsing: broker.url)
+                #expect(rec.failures.first == .notAuthorized(broker: addr))
+            }
+        }
+    }
+
+    @Test func stopWhileBrokerIsDownEndsPromptly() async throws {
+        let dead = "mqtt://127.0.0.1:\(try freeLoopbackPort())"
+        var c = try config([dead])
+        c.reconnectMinDelay = .seconds(20)
+        c.reconnectMaxDelay = .seconds(30)
+        let client = try MQTTClient(config: c)
+        let rec = EventRecorder(client)
+        try client.start()
+        #expect(await rec.wait { !failures($0).isEmpty })  // now in a 20 s backoff
+        let t0 = ContinuousClock.now
+        await client.stop()
+        #expect(ContinuousClock.now - t0 < .seconds(3))
+        await rec.task.value  // the event stream finished
+        #expect(throws: UplinkError.notRunning) { _ = try client.publish(topic: "t", payload: [1]) }
+    }
+}
