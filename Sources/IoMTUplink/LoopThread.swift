@@ -6,18 +6,6 @@ import Glibc
 import Musl
 #endif
 
-/// `SSL_get_verify_result` from the libssl that libmosquitto already loaded, looked up at run
-/// time (IoMTUplink does not link OpenSSL itself). Used only after a failed handshake, to tell
-/// an expired certificate from an unknown CA: libmosquitto logs only OpenSSL's generic
-/// "certificate verify failed" (lib/net_mosq.c `net__print_ssl_error`) but keeps the `SSL*`
-/// (returned by `mosquitto_ssl_get`) until the next connect. Stored as an address (Sendable).
-private let sslGetVerifyResultAddress: Int = {
-    guard let h = dlopen(nil, RTLD_LAZY), let sym = dlsym(h, "SSL_get_verify_result") else { return 0 }
-    return Int(bitPattern: sym)
-}()
-
-private typealias SSLGetVerifyResult = @convention(c) (OpaquePointer?) -> Int
-
 // OpenSSL X509_V_ERR_* values (x509_vfy.h), stable across 1.1 and 3.x.
 private let x509CertNotYetValid = 9, x509CertHasExpired = 10
 private let x509UnknownCAErrors: Set<Int> = [2, 18, 19, 20, 21]
@@ -112,6 +100,7 @@ extension Engine {
         var rc = mosquitto_connect_bind_v5(m, broker.host, Int32(broker.port), config.keepalive, nil, properties)
         let connectErrno = errno
         var logs: [String] = []
+        var verifyResults: [Int] = []
         var connackError: UplinkError? = nil
         var connected = false
         var disconnectIssued = false
@@ -123,8 +112,9 @@ extension Engine {
         func process(_ events: [RawEvent]) {
             for e in events {
                 switch e {
-                case .log(_, let msg):
+                case .log(_, let msg, let verify):
                     logs.append(msg)
+                    if let verify { verifyResults.append(verify) }
                 case .connack(let reason, let flags):
                     if reason == 0 {
                         connected = true
@@ -134,6 +124,7 @@ extension Engine {
                     }
                 case .published(let mid, let reason):
                     if resetOnly { break }
+                    if qos0Pending.withLock({ $0.remove(mid) != nil }) { break }  // QoS 0 written, not acked
                     if reason >= 0x80 {
                         emit(.refused(mid: mid, reason: RefusalReason(code: reason)))
                     } else {
@@ -146,7 +137,7 @@ extension Engine {
         }
         process(inbox.drain())
         if rc != MOSQ_ERR_SUCCESS.rawValue {
-            return .failed(connectFailure(m, broker, rc, errnoValue: connectErrno, logs: logs))
+            return .failed(connectFailure(m, broker, rc, errnoValue: connectErrno, logs: logs, verifyResults: verifyResults))
         }
 
         while true {
@@ -173,7 +164,7 @@ extension Engine {
             if rc != MOSQ_ERR_SUCCESS.rawValue {
                 if !connected {
                     if stopRequested { return .stopped }
-                    return .failed(connectFailure(m, broker, rc, errnoValue: loopErrno, logs: logs))
+                    return .failed(connectFailure(m, broker, rc, errnoValue: loopErrno, logs: logs, verifyResults: verifyResults))
                 }
                 if disconnectIssued {
                     return .lost(nil)  // our own DISCONNECT (stop, or the end of a session reset)
@@ -211,7 +202,7 @@ extension Engine {
     }
 
     private func connectFailure(_ m: OpaquePointer, _ b: BrokerAddress, _ rc: Int32, errnoValue: Int32,
-                                logs: [String]) -> UplinkError {
+                                logs: [String], verifyResults: [Int]) -> UplinkError {
         switch rc {
         case MOSQ_ERR_ERRNO.rawValue:
             if errnoValue == ECONNREFUSED { return .connectionRefused(broker: b) }
@@ -225,10 +216,7 @@ extension Engine {
             if logs.contains(where: { $0.contains("host name verification failed") }) {
                 return .tlsHostnameMismatch(broker: b)
             }
-            if sslGetVerifyResultAddress != 0, let ssl = mosquitto_ssl_get(m),
-               let raw = UnsafeRawPointer(bitPattern: sslGetVerifyResultAddress) {
-                let f = unsafeBitCast(raw, to: SSLGetVerifyResult.self)
-                let v = f(OpaquePointer(ssl))
+            if let v = verifyResults.last(where: { $0 != 0 }) ?? (mosquitto_ssl_get(m).flatMap { sslVerifyResult($0) }) {
                 if v == x509CertHasExpired || v == x509CertNotYetValid { return .tlsCertificateExpired(broker: b) }
                 if x509UnknownCAErrors.contains(v) { return .tlsUnknownCA(broker: b) }
             }

@@ -86,7 +86,8 @@ public final class MQTTClient: Sendable {
     /// matched later by ``MQTTEvent/acknowledged(mid:reasonCode:)`` or
     /// ``MQTTEvent/refused(mid:reason:)``. Works while disconnected: QoS 1/2 messages wait in
     /// libmosquitto's queue and go out after the next CONNACK. QoS 0 while disconnected fails with
-    /// ``UplinkError/publishRejected(detail:)`` (nothing would be sent).
+    /// ``UplinkError/publishRejected(detail:)`` (nothing would be sent). QoS 0 gets no
+    /// acknowledgement event at all (fire and forget): do not use it for readings.
     ///
     /// `userProperties` are sent as MQTT 5 User Properties (MQTT 5.0 §3.3.2.3.7), in order, e.g.
     /// `("reading-id", id.description)`. With ``MQTTProtocolVersion/v311`` they are SILENTLY NOT

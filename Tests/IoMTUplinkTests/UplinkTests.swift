@@ -95,6 +95,47 @@ struct UplinkBrokerTests {
         }
     }
 
+    /// Connected to A, A dies, the queued and in-flight messages go to B on the SAME
+    /// `mosquitto*` (libmosquitto keeps `msgs_out` across `mosquitto_connect` to another host).
+    @Test func failsOverMidStreamWithoutLosingQueuedMessages() async throws {
+        let b = try await MosquittoBroker.start()
+        defer { b.killNow() }
+        try await withBroker { a in
+            let subB = try await MQTTTestSubscriber.start(port: b.port, topicFilter: "iomt/#")
+            defer { subB.stop() }
+            try await withClient(try config([a.url, b.url])) { client, rec in
+                let addrA = try BrokerAddress(parsing: a.url), addrB = try BrokerAddress(parsing: b.url)
+                #expect(await rec.wait { connectedCount($0, addrA) == 1 })
+                await a.kill9()
+                #expect(await rec.wait { $0.contains { if case .disconnected(.some) = $0 { true } else { false } } })
+                var published: [Int32: String] = [:]
+                for i in 0..<8 {
+                    let p = "fo-\(i)"
+                    published[try client.publish(topic: "iomt/fo", payload: Array(p.utf8), qos: i % 2 == 0 ? .atLeastOnce : .exactlyOnce)] = p
+                }
+                #expect(await rec.wait { connectedCount($0, addrB) == 1 })
+                #expect(rec.failures.contains(.connectionRefused(broker: addrA)))
+                let mids = Set(published.keys)
+                #expect(await rec.wait { acked($0).isSuperset(of: mids) })
+                let all = Set(published.values)
+                #expect(await subB.waitUntil { Set($0.map(\.payloadString)).isSuperset(of: all) })
+            }
+        }
+        await b.stop()
+    }
+
+    @Test func qos0GetsNoAcknowledgementEvent() async throws {
+        try await withBroker { broker in
+            try await withClient(try config([broker.url])) { client, rec in
+                #expect(await rec.wait { connectedCount($0) == 1 })
+                let m0 = try client.publish(topic: "iomt/q0", payload: [0], qos: .atMostOnce)
+                let m1 = try client.publish(topic: "iomt/q1", payload: [1], qos: .atLeastOnce)
+                #expect(await rec.wait { acked($0).contains(m1) })
+                #expect(!rec.acknowledgedMids.contains(m0))
+            }
+        }
+    }
+
     @Test func wrongPasswordIsNotAuthorized() async throws {
         try await withBroker(BrokerOptions(users: ["gw": "right"], allowAnonymous: false)) { broker in
             var c = try config([broker.url])
@@ -177,7 +218,8 @@ struct UplinkTLSTests {
         let (broker, pki) = try await tlsBroker(cert: \.serverCert)
         defer { broker.killNow() }
         let url = try #require(broker.tlsURL())
-        #expect(try await firstFailure(url, ca: pki.otherCACert) == .tlsUnknownCA(broker: try BrokerAddress(parsing: url)))
+        let failure = try await firstFailure(url, ca: pki.otherCACert)
+        #expect(failure == .tlsUnknownCA(broker: try BrokerAddress(parsing: url)), "\(String(describing: failure))")
         await broker.stop()
     }
 
@@ -185,7 +227,8 @@ struct UplinkTLSTests {
         let (broker, pki) = try await tlsBroker(cert: \.expiredServerCert)
         defer { broker.killNow() }
         let url = try #require(broker.tlsURL())
-        #expect(try await firstFailure(url, ca: pki.caCert) == .tlsCertificateExpired(broker: try BrokerAddress(parsing: url)))
+        let failure = try await firstFailure(url, ca: pki.caCert)
+        #expect(failure == .tlsCertificateExpired(broker: try BrokerAddress(parsing: url)), "\(String(describing: failure))")
         await broker.stop()
     }
 
@@ -193,7 +236,8 @@ struct UplinkTLSTests {
         let (broker, pki) = try await tlsBroker(cert: \.wrongHostServerCert)
         defer { broker.killNow() }
         let url = try #require(broker.tlsURL())
-        #expect(try await firstFailure(url, ca: pki.caCert) == .tlsHostnameMismatch(broker: try BrokerAddress(parsing: url)))
+        let failure = try await firstFailure(url, ca: pki.caCert)
+        #expect(failure == .tlsHostnameMismatch(broker: try BrokerAddress(parsing: url)), "\(String(describing: failure))")
         await broker.stop()
     }
 }
