@@ -203,6 +203,14 @@ extension Engine {
 
     private func connectFailure(_ m: OpaquePointer, _ b: BrokerAddress, _ rc: Int32, errnoValue: Int32,
                                 logs: [String], verifyResults: [Int]) -> UplinkError {
+        // A TLS alert from the broker about OUR certificate (with TLS 1.3 it arrives after the
+        // client considers the handshake done, so rc may be a plain read error).
+        if b.tls, let alert = logs.first(where: {
+            $0.contains("alert certificate required") || $0.contains("alert bad certificate")
+                || $0.contains("alert unknown ca") || $0.contains("alert certificate unknown")
+        }) {
+            return .tlsClientCertificateRejected(broker: b, detail: alert)
+        }
         switch rc {
         case MOSQ_ERR_ERRNO.rawValue:
             if errnoValue == ECONNREFUSED { return .connectionRefused(broker: b) }

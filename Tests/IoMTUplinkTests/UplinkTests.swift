@@ -158,10 +158,9 @@ struct UplinkBrokerTests {
 
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct UplinkTLSTests {
-    static let pki = Result { try TestPKI() }
-
+    /// A fresh PKI per test (EC keys: fast); its temp dir goes away with it.
     func tlsBroker(cert: KeyPath<TestPKI, String>, requireCertificate: Bool = false) async throws -> (MosquittoBroker, TestPKI) {
-        let pki = try Self.pki.get()
+        let pki = try TestPKI()
         let b = try await MosquittoBroker.start(BrokerOptions(tls: BrokerTLS(
             caFile: pki.caCert, certFile: pki[keyPath: cert], keyFile: pki.serverKey, requireCertificate: requireCertificate)))
         return (b, pki)
@@ -210,7 +209,12 @@ struct UplinkTLSTests {
         }
         // Without a client certificate the broker refuses the handshake.
         let failure = try await firstFailure(url, ca: pki.caCert)
-        #expect(failure != nil)
+        guard case .tlsClientCertificateRejected(let b, _)? = failure else {
+            Issue.record("expected tlsClientCertificateRejected, got \(String(describing: failure))")
+            await broker.stop()
+            return
+        }
+        #expect(b == (try BrokerAddress(parsing: url)))
         await broker.stop()
     }
 
