@@ -90,9 +90,19 @@ public final class MosquittoBroker: Sendable {
 
     /// Creates the configuration and starts the broker; throws if it is not running within `timeout`.
     public static func start(_ options: BrokerOptions = BrokerOptions(), timeout: Duration = .seconds(10)) async throws -> MosquittoBroker {
-        let b = try MosquittoBroker(options: options)
-        try await b.launch(timeout: timeout)
-        return b
+        // A free port can be taken by someone else (e.g. as the local port of an outgoing
+        // connection) before mosquitto binds it: retry with new ports on "Address already in use".
+        var attempt = 0
+        while true {
+            attempt += 1
+            let b = try MosquittoBroker(options: options)
+            do {
+                try await b.launch(timeout: timeout)
+                return b
+            } catch let error as TestSupportError where attempt < 3 && error.description.contains("Address already in use") {
+                continue
+            }
+        }
     }
 
     private func writeConfig() throws {

@@ -157,3 +157,45 @@ public final class TCPProxy: Sendable {
         Glibc.close(listenFD)
     }
 }
+
+/// A loopback port whose SYNs go unanswered: a listening socket with a full accept queue that
+/// never accepts (Linux drops further SYNs with the default `tcp_abort_on_overflow = 0`), so a
+/// client's TCP connect hangs as with a firewall that drops packets. Closed on release.
+public final class TCPBlackHole: Sendable {
+    public let port: Int
+    private let fds: [Int32]
+
+    public var url: String { "mqtt://127.0.0.1:\(port)" }
+
+    public init() throws {
+        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard l >= 0 else { throw TestSupportError("socket failed") }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sp in
+                bind(l, sp, len) == 0 && listen(l, 0) == 0 ? getsockname(l, sp, &len) : -1
+            }
+        }
+        guard rc == 0 else { Glibc.close(l); throw TestSupportError("black hole bind/listen failed") }
+        var all = [l]
+        // Fill the accept queue (backlog 0 still admits one or two completed connections).
+        for _ in 0..<3 {
+            let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard c >= 0 else { continue }
+            _ = fcntl(c, F_SETFL, O_NONBLOCK)
+            _ = withUnsafePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            all.append(c)
+        }
+        fds = all
+        port = Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    deinit {
+        for fd in fds { Glibc.close(fd) }
+    }
+}

@@ -170,6 +170,23 @@ final class Engine: @unchecked Sendable {
             }
             try check(rc, "Last Will")
         }
+        if !cleanStart && config.protocolVersion == .v5 && config.sessionExpiry > 0 {
+            // Store the CONNECT properties in the instance without connecting: in libmosquitto
+            // 2.0.11 `mosquitto_connect_bind_v5` (lib/connect.c) copies `properties` into
+            // `mosq->connect_properties` BEFORE `mosquitto__connect_init` validates the port, so
+            // port -1 returns MOSQ_ERR_INVAL with the properties kept; every later
+            // `mosquitto_connect_bind_async` / reconnect sends them. (There is no async v5
+            // connect taking properties.) The broker-restart and reconnect tests fail if the
+            // Session Expiry does not reach the broker (Session Present would be 0).
+            var props: OpaquePointer? = nil
+            defer { mosquitto_property_free_all(&props) }
+            try check(mosquitto_property_add_int32(&props, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), config.sessionExpiry),
+                      "session expiry property")
+            let rc = mosquitto_connect_bind_v5(m, "localhost", -1, config.keepalive, nil, props)
+            guard rc == MOSQ_ERR_INVAL.rawValue else {
+                throw .invalidConfiguration("storing CONNECT properties: unexpected \(String(cString: mosquitto_strerror(rc)))")
+            }
+        }
         mosquitto_connect_v5_callback_set(m, onConnect)
         mosquitto_publish_v5_callback_set(m, onPublish)
         mosquitto_disconnect_v5_callback_set(m, onDisconnect)

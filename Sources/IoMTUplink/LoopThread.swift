@@ -35,11 +35,6 @@ extension Engine {
         var index = 0
         var failures = 0
         var sessionReset = false
-        var connectProps: OpaquePointer? = nil
-        defer { mosquitto_property_free_all(&connectProps) }
-        if config.protocolVersion == .v5 && config.sessionExpiry > 0 {
-            _ = mosquitto_property_add_int32(&connectProps, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), config.sessionExpiry)
-        }
 
         while !stopRequested {
             let broker = brokers[index]
@@ -54,7 +49,7 @@ extension Engine {
                 }
                 sessionReset = true
             }
-            switch runConnection(mosq, inbox: callbacks, broker: broker, properties: connectProps, resetOnly: false) {
+            switch runConnection(mosq, inbox: callbacks, broker: broker, resetOnly: false) {
             case .stopped:
                 return
             case .failed(let error):
@@ -84,7 +79,7 @@ extension Engine {
         } catch {
             return error
         }
-        switch runConnection(r, inbox: inbox, broker: broker, properties: nil, resetOnly: true) {
+        switch runConnection(r, inbox: inbox, broker: broker, resetOnly: true) {
         case .failed(let e): return e
         case .lost, .stopped: return nil
         }
@@ -93,11 +88,15 @@ extension Engine {
     /// Connects `m` to `broker` and drives it with `mosquitto_loop` until the connection ends.
     /// With `resetOnly`, disconnects right after a successful CONNACK and reports nothing.
     private func runConnection(_ m: OpaquePointer, inbox: CallbackInbox, broker: BrokerAddress,
-                               properties: OpaquePointer?, resetOnly: Bool) -> ConnectionOutcome {
+                               resetOnly: Bool) -> ConnectionOutcome {
         _ = inbox.drain()
         if stopRequested { return .stopped }
         errno = 0
-        var rc = mosquitto_connect_bind_v5(m, broker.host, Int32(broker.port), config.keepalive, nil, properties)
+        // Non-blocking TCP connect (only the DNS lookup blocks): a SYN black hole must not stall
+        // failover for the kernel's ~2 min; `connectTimeout` bounds TCP + TLS + CONNACK in the
+        // loop below. The CONNECT properties (Session Expiry) were stored in the instance by
+        // `Engine.configure`; `mosquitto__reconnect` sends `mosq->connect_properties`.
+        var rc = mosquitto_connect_bind_async(m, broker.host, Int32(broker.port), config.keepalive, nil)
         let connectErrno = errno
         var logs: [String] = []
         var verifyResults: [Int] = []
@@ -219,7 +218,8 @@ extension Engine {
             }
             return .network(broker: b, detail: String(cString: strerror(errnoValue)))
         case MOSQ_ERR_EAI.rawValue:
-            return .dnsFailure(broker: b, detail: "getaddrinfo failed")
+            // lib/net_mosq.c `net__try_connect_tcp` puts getaddrinfo's code in errno.
+            return .dnsFailure(broker: b, detail: String(cString: gai_strerror(errnoValue)))
         case MOSQ_ERR_TLS.rawValue, MOSQ_ERR_TLS_HANDSHAKE.rawValue:
             if logs.contains(where: { $0.contains("host name verification failed") }) {
                 return .tlsHostnameMismatch(broker: b)

@@ -124,6 +124,21 @@ struct UplinkBrokerTests {
         await b.stop()
     }
 
+    /// A node that never answers (SYN black hole) must cost at most `connectTimeout` before the
+    /// next node is tried, not the kernel's ~2 min blocking connect.
+    @Test func unansweringNodeIsBoundedByConnectTimeout() async throws {
+        let hole = try TCPBlackHole()
+        try await withBroker { broker in
+            var c = try config([hole.url, broker.url])
+            c.connectTimeout = .seconds(1)
+            try await withClient(c) { _, rec in
+                #expect(await rec.wait(.seconds(6)) { connectedCount($0) == 1 })
+                let holeAddress = try BrokerAddress(parsing: hole.url)
+                #expect(rec.failures.first == .connectTimeout(broker: holeAddress))
+            }
+        }
+    }
+
     @Test func qos0GetsNoAcknowledgementEvent() async throws {
         try await withBroker { broker in
             try await withClient(try config([broker.url])) { client, rec in
