@@ -1,4 +1,5 @@
 import CMosquitto
+import IoMTUplink  // initialiseLibmosquitto(): one process-wide, thread-safe mosquitto_lib_init
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -97,7 +98,7 @@ public final class MQTTTestSubscriber: @unchecked Sendable {
                              username: String? = nil, password: String? = nil,
                              clientID: String? = nil, persistentSession: Bool = false,
                              timeout: Duration = .seconds(10)) async throws -> MQTTTestSubscriber {
-        _ = mosquitto_lib_init()
+        initialiseLibmosquitto()
         let s = SubscriberSink()
         guard let m = mosquitto_new(clientID, !persistentSession, Unmanaged.passUnretained(s).toOpaque()) else {
             throw TestSupportError("mosquitto_new failed")

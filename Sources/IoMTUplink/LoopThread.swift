@@ -112,6 +112,7 @@ extension Engine {
             for e in events {
                 switch e {
                 case .log(_, let msg, let verify):
+                    if logs.count >= 32 { logs.removeFirst() }  // only recent lines matter for diagnosis
                     logs.append(msg)
                     if let verify { verifyResults.append(verify) }
                 case .connack(let reason, let flags):

@@ -6,17 +6,26 @@ import Glibc
 import Musl
 #endif
 
-/// `mosquitto_lib_init` exactly once per process. A global `let` is initialised lazily and
-/// thread-safely by the Swift runtime (`swift_once`), and `mosquitto_lib_init` itself is
-/// documented as thread-safe in libmosquitto 2.0 (lib/mosquitto.c guards it with a counter).
+/// `mosquitto_lib_init` exactly once per process. It is NOT thread-safe (lib/mosquitto.c: an
+/// unguarded `init_refcount`; two racing first calls would run `net__init` twice and replace
+/// the SSL ex-data index libmosquitto's certificate-verify callback uses). A global `let` is
+/// initialised lazily and thread-safely by the Swift runtime (`swift_once`), so every user in
+/// the process — this module and IoMTTestSupport — must go through ``initialiseLibmosquitto()``.
 private let libmosquittoInitialised: Int32 = mosquitto_lib_init()
+
+/// Initialises libmosquitto once per process (thread-safe); returns its result code
+/// (MOSQ_ERR_SUCCESS = 0). Call before any other libmosquitto function outside ``MQTTClient``.
+@discardableResult
+public func initialiseLibmosquitto() -> Int32 { libmosquittoInitialised }
 
 /// MQTT client for the forwarder, over one `mosquitto*` instance driven by a dedicated thread.
 ///
 /// ## Threading
-/// A dedicated OS thread (not `mosquitto_loop_start`) runs `mosquitto_connect_bind_v5` and a
-/// blocking `mosquitto_loop` (select on the socket and libmosquitto's wake-up socket pair), and
-/// between attempts waits in `poll` on a self-pipe with a timeout (the backoff). Why not
+/// A dedicated OS thread (not `mosquitto_loop_start`) runs `mosquitto_connect_bind_async`
+/// (non-blocking TCP connect; only DNS blocks) and a blocking `mosquitto_loop` (select on the
+/// socket and libmosquitto's wake-up socket pair) until CONNACK or ``UplinkConfig/connectTimeout``
+/// and then for the life of the connection; between attempts it waits in `poll` on a self-pipe
+/// with a timeout (the backoff), which `stop()` wakes. Why not
 /// `mosquitto_loop_start`: its thread reconnects by itself with `mosquitto_reconnect` to the SAME
 /// host with libmosquitto's own backoff, which gives neither failover round-robin, nor full
 /// jitter, nor a connect timeout, nor a place to classify errors. Owning the thread makes the
@@ -61,6 +70,16 @@ private let libmosquittoInitialised: Int32 = mosquitto_lib_init()
 /// still in the agent's durable buffer and is republished with the same reading id.
 /// The broker list is assumed to be one cluster sharing sessions: the reset is done once per
 /// process, on whichever node answers first.
+///
+/// Observed with mosquitto 2.0.11 (test `newProcessSessionResetAvoidsQoS2PacketIdCollision`,
+/// run once with the reset disabled): a QoS 2 message queued before the first CONNACK got packet
+/// id 1, collided with the old session's pending id 1, and was neither delivered nor completed
+/// (the client waited for ever). When the publish came after the CONNACK instead, mosquitto's
+/// content check (src/handle_publish.c, "Reused message ID ... detected") let it through: the
+/// outcome depends on packet ordering and on the broker, so it must not be left to chance.
+///
+/// The reset instance carries no Will. If the session expires or the broker loses it anyway,
+/// see ``MQTTEvent/connected(broker:sessionPresent:)`` for what the forwarder must do.
 public final class MQTTClient: Sendable {
     /// The event stream. Single consumer; buffered without limit (events are small and the
     /// consumer is the forwarder, which must see every acknowledgement).
