@@ -9,6 +9,8 @@ import Musl
 /// every relayed connection (both sides) without any MQTT DISCONNECT, as a network failure or a
 /// crashed client would. The broker then publishes the client's Last Will (MQTT 5.0 §3.1.2.5).
 /// New connections keep being accepted (the client can reconnect); ``close()`` stops listening.
+/// Call ``close()`` when done (e.g. `defer { proxy.close() }`): the accept thread keeps the proxy
+/// alive until then.
 public final class TCPProxy: Sendable {
     public let port: Int
     public let upstreamPort: Int
