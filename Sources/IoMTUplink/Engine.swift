@@ -82,7 +82,10 @@ private let onLog: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int
 /// `state_mutex`, `mid_mutex`), exactly as in its supported "publish from any thread while
 /// `mosquitto_loop_start` runs" usage. With `mosquitto_threaded_set(true)` a publish from a
 /// caller thread only queues the packet and wakes the loop through the socket pair
-/// (lib/packet_mosq.c `packet__queue`); it never writes the socket itself. Everything else
+/// (lib/packet_mosq.c `packet__queue`); it never writes the socket itself. (`mosquitto__connect_init`
+/// sets host and quota fields without a lock while a publish may run; `message__reconnect_reset`
+/// then recomputes the quota under `msgs_out.mutex` — the same interleaving libmosquitto's own
+/// `mosquitto_loop_start` reconnects have.) Everything else
 /// (setup in `init`, `mosquitto_destroy` in `deinit`) happens with no other thread running.
 final class Engine: @unchecked Sendable {
     struct State {

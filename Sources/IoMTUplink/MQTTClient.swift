@@ -108,6 +108,10 @@ public final class MQTTClient: Sendable {
     /// ``UplinkError/publishRejected(detail:)`` (nothing would be sent). QoS 0 gets no
     /// acknowledgement event at all (fire and forget): do not use it for readings.
     ///
+    /// Message ids are libmosquitto's 16-bit packet ids (1...65535, wrapping; lib/util_mosq.c
+    /// `mosquitto__mid_generate` does not skip ids still in flight): keep fewer than 65535
+    /// messages unacknowledged (the forwarder's in-flight window) so a mid is unambiguous.
+    ///
     /// `userProperties` are sent as MQTT 5 User Properties (MQTT 5.0 §3.3.2.3.7), in order, e.g.
     /// `("reading-id", id.description)`. With ``MQTTProtocolVersion/v311`` they are SILENTLY NOT
     /// SENT (3.1.1 has no properties); encode anything essential in the payload too.
