@@ -57,8 +57,9 @@ public func initialiseLibmosquitto() -> Int32 { libmosquittoInitialised }
 /// got PUBREC but never PUBREL. A new QoS 2 PUBLISH reusing such an id would be taken for a
 /// retransmission of the old one and dropped (MQTT 5.0 §4.3.3 / §4.4): silent loss.
 ///
-/// Decision: the FIRST connect of each process discards any old session, every later connect of
-/// the process resumes the session. `clean_start` is fixed per `mosquitto*` at `mosquitto_new`,
+/// Decision: the FIRST connect of each `MQTTClient` (each `mosquitto*`, hence each packet-id
+/// counter: per process, and again if the agent recreates the client) discards any old session;
+/// every later connect of that client resumes the session. `clean_start` is fixed per `mosquitto*` at `mosquitto_new`,
 /// and `mosquitto_reinitialise` would throw away messages already queued by the caller, so the
 /// client uses a short-lived second instance: before the main instance's first CONNECT it
 /// connects a throwaway instance with the same client id, Clean Start = 1 and (MQTT 5) Session
@@ -69,7 +70,7 @@ public func initialiseLibmosquitto() -> Int32 { libmosquittoInitialised }
 /// complete QoS 2 exchanges exactly once. Anything the old process had not seen acknowledged is
 /// still in the agent's durable buffer and is republished with the same reading id.
 /// The broker list is assumed to be one cluster sharing sessions: the reset is done once per
-/// process, on whichever node answers first.
+/// client, on whichever node answers first.
 ///
 /// Observed with mosquitto 2.0.11 (test `newProcessSessionResetAvoidsQoS2PacketIdCollision`,
 /// run once with the reset disabled): a QoS 2 message queued before the first CONNACK got packet
