@@ -26,3 +26,10 @@ import Testing
         #expect(throws: UplinkError.notRunning) { _ = try client.publish(topic: "t", payload: [1]) }
     }
 }
+
+@Test func configDescriptionRedactsThePassword() throws {
+    var c = try UplinkConfig(brokerURLs: ["mqtt://a"], clientID: "x")
+    c.password = "s3cret-pw"
+    #expect(!"\(c)".contains("s3cret-pw"))
+    #expect(!String(reflecting: c).contains("s3cret-pw"))
+}
