@@ -255,16 +255,11 @@ extension Engine {
         return .connectionLost(broker: b, detail: String(cString: mosquitto_strerror(rc)))
     }
 
-    /// Full-jitter exponential backoff: uniform in [min, min(max, min * 2^failures)]. Blocks on
-    /// the wake pipe (woken by `stop()`), not a sleep loop.
+    /// Waits the full-jitter backoff delay (``backoffDelay(failures:min:max:)``). Blocks on the
+    /// wake pipe (woken by `stop()`), not a sleep loop.
     private func waitBackoff(failures: Int) {
-        let minMs = Double(config.reconnectMinDelay.components.seconds) * 1000
-            + Double(config.reconnectMinDelay.components.attoseconds) / 1e15
-        let maxMs = Double(config.reconnectMaxDelay.components.seconds) * 1000
-            + Double(config.reconnectMaxDelay.components.attoseconds) / 1e15
-        let upper = min(maxMs, minMs * Double(1 << min(failures, 30)))
-        let delay = upper > minMs ? Double.random(in: minMs...upper) : minMs
-        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(delay)))
+        let delay = backoffDelay(failures: failures, min: config.reconnectMinDelay, max: config.reconnectMaxDelay)
+        let deadline = ContinuousClock.now.advanced(by: delay)
         while !stopRequested {
             let left = deadline - ContinuousClock.now
             let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
@@ -278,4 +273,15 @@ extension Engine {
             // n == 0: deadline reached (checked above); n < 0: EINTR, wait for the rest.
         }
     }
+}
+
+/// Full-jitter exponential backoff: after `failures` consecutive failures, a uniformly random
+/// delay in `min ... min(max, min * 2^failures)` (so `min` after a lost connection, and never
+/// more than `max`).
+func backoffDelay(failures: Int, min minDelay: Duration, max maxDelay: Duration) -> Duration {
+    let minMs = Double(minDelay.components.seconds) * 1000 + Double(minDelay.components.attoseconds) / 1e15
+    let maxMs = Double(maxDelay.components.seconds) * 1000 + Double(maxDelay.components.attoseconds) / 1e15
+    let upper = Swift.min(maxMs, minMs * Double(1 << Swift.min(Swift.max(failures, 0), 30)))
+    let ms = upper > minMs ? Double.random(in: minMs...upper) : minMs
+    return .microseconds(Int64(ms * 1000))
 }
