@@ -63,7 +63,7 @@ let package = Package(
             ]
         ),
         // Helpers for tests only: start a real mosquitto on loopback, temp dirs, child processes.
-        .target(name: "IoMTTestSupport", dependencies: ["IoMTCore", "CMosquitto"]),
+        .target(name: "IoMTTestSupport", dependencies: ["IoMTCore", "IoMTUplink", "CMosquitto"]),
         .testTarget(name: "IoMTCoreTests", dependencies: ["IoMTCore"]),
         .testTarget(name: "IoMTConfigTests", dependencies: ["IoMTConfig"]),
         .testTarget(name: "IoMTBufferTests", dependencies: ["IoMTBuffer", "IoMTTestSupport"]),

@@ -1,4 +1,5 @@
 import CMosquitto
+import IoMTUplink  // initialiseLibmosquitto(): one process-wide, thread-safe mosquitto_lib_init
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -97,7 +98,7 @@ public final class MQTTTestSubscriber: @unchecked Sendable {
                              username: String? = nil, password: String? = nil,
                              clientID: String? = nil, persistentSession: Bool = false,
                              timeout: Duration = .seconds(10)) async throws -> MQTTTestSubscriber {
-        _ = mosquitto_lib_init()
+        initialiseLibmosquitto()
         let s = SubscriberSink()
         guard let m = mosquitto_new(clientID, !persistentSession, Unmanaged.passUnretained(s).toOpaque()) else {
             throw TestSupportError("mosquitto_new failed")
@@ -147,6 +148,14 @@ public final class MQTTTestSubscriber: @unchecked Sendable {
                         where predicate: @escaping @Sendable (ReceivedMessage) -> Bool) async -> ReceivedMessage? {
         _ = await sinkBox.messages.wait(timeout: timeout) { $0.contains(where: predicate) }
         return sinkBox.messages.value.first(where: predicate)
+    }
+
+    /// Waits (bounded) until `predicate` holds for the whole list received so far (it runs under
+    /// a lock: look only at its argument). Returns whether it held; e.g. all payloads present:
+    /// `await sub.waitUntil { Set($0.map(\.payloadString)).isSuperset(of: expected) }`.
+    public func waitUntil(timeout: Duration = .seconds(10),
+                          _ predicate: @escaping @Sendable ([ReceivedMessage]) -> Bool) async -> Bool {
+        await sinkBox.messages.wait(timeout: timeout, until: predicate)
     }
 
     /// Disconnects, joins the network thread and frees the client. Idempotent.

@@ -31,10 +31,15 @@ public struct BrokerOptions: Sendable {
     /// user → password; written with `mosquitto_passwd -b`.
     public var users: [String: String] = [:]
     public var allowAnonymous: Bool = true
+    /// Also log at debug level (every packet: "Received PUBLISH from <client> ..."), for tests
+    /// that wait on a packet with ``MosquittoBroker/waitForLog(_:timeout:)``.
+    public var debugLog: Bool = false
     /// Extra raw lines appended to mosquitto.conf (global section).
     public var extraConfig: [String] = []
     public init(persistence: Bool = false, persistenceLocation: String? = nil, tls: BrokerTLS? = nil,
-                users: [String: String] = [:], allowAnonymous: Bool = true, extraConfig: [String] = []) {
+                users: [String: String] = [:], allowAnonymous: Bool = true, debugLog: Bool = false,
+                extraConfig: [String] = []) {
+        self.debugLog = debugLog
         self.persistence = persistence
         self.persistenceLocation = persistenceLocation
         self.tls = tls
@@ -85,9 +90,19 @@ public final class MosquittoBroker: Sendable {
 
     /// Creates the configuration and starts the broker; throws if it is not running within `timeout`.
     public static func start(_ options: BrokerOptions = BrokerOptions(), timeout: Duration = .seconds(10)) async throws -> MosquittoBroker {
-        let b = try MosquittoBroker(options: options)
-        try await b.launch(timeout: timeout)
-        return b
+        // A free port can be taken by someone else (e.g. as the local port of an outgoing
+        // connection) before mosquitto binds it: retry with new ports on "Address already in use".
+        var attempt = 0
+        while true {
+            attempt += 1
+            let b = try MosquittoBroker(options: options)
+            do {
+                try await b.launch(timeout: timeout)
+                return b
+            } catch let error as TestSupportError where attempt < 3 && error.description.contains("Address already in use") {
+                continue
+            }
+        }
     }
 
     private func writeConfig() throws {
@@ -100,6 +115,7 @@ public final class MosquittoBroker: Sendable {
             "connection_messages true",
             "log_timestamp true",
         ]
+        if options.debugLog { lines.append("log_type debug") }
         if getuid() == 0 { lines.append("user root") }  // otherwise mosquitto drops to 'mosquitto' and cannot read our files
         if options.persistence {
             let loc = options.persistenceLocation ?? dir.file("store")

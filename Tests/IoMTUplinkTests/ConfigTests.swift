@@ -26,3 +26,26 @@ import Testing
         #expect(throws: UplinkError.notRunning) { _ = try client.publish(topic: "t", payload: [1]) }
     }
 }
+
+@Test func configDescriptionRedactsThePassword() throws {
+    var c = try UplinkConfig(brokerURLs: ["mqtt://a"], clientID: "x")
+    c.password = "s3cret-pw"
+    #expect(!"\(c)".contains("s3cret-pw"))
+    #expect(!String(reflecting: c).contains("s3cret-pw"))
+}
+
+@Test func backoffIsFullJitterWithinBounds() {
+    let lo = Duration.milliseconds(100), hi = Duration.seconds(5)
+    #expect(backoffDelay(failures: 0, min: lo, max: hi) == lo)
+    var seen: [Duration] = []
+    for _ in 0..<200 {
+        let d = backoffDelay(failures: 3, min: lo, max: hi)  // 100 ms ... 800 ms
+        #expect(d >= lo && d <= .milliseconds(800))
+        seen.append(d)
+    }
+    #expect(Set(seen).count > 100)  // jittered, not a constant
+    for _ in 0..<50 {
+        let d = backoffDelay(failures: 40, min: lo, max: hi)
+        #expect(d >= lo && d <= hi)
+    }
+}
