@@ -35,7 +35,8 @@ CREATE TABLE messages(
     created_at INTEGER NOT NULL,
     size       INTEGER NOT NULL,
     topic      TEXT NOT NULL,
-    payload    BLOB NOT NULL
+    payload    BLOB NOT NULL,
+    checksum   INTEGER NOT NULL
 );
 CREATE INDEX messages_by_priority ON messages(priority);
 CREATE TABLE gaps(
@@ -59,7 +60,7 @@ CREATE TABLE device_state(
 PRAGMA user_version = 1;
 """
 
-private let messageColumns = "row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload"
+private let messageColumns = "row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum"
 private let gapColumns = "gap_id, id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at"
 
 /// The synchronous core of the buffer. Owned by `SQLiteBuffer` and only used on its thread.
@@ -245,11 +246,16 @@ final class BufferStore {
                     let expectedSize = Int64(payload.count) + Int64(topic.utf8.count) + Int64(device?.utf8.count ?? 0) + perRowOverhead
                     let idHigh = UInt64(bitPattern: s.int64(1))
                     guard s.int64(8) == expectedSize, (idHigh >> 12) & 0xF == 7 else { return false }
-                    return try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") { ins throws(BufferError) in
+                    // Same length is not same content: a page reused between checkpoint and cut
+                    // can hand back another row's bytes. The checksum written with the row decides.
+                    let checksum = rowChecksum(idHigh: s.int64(1), idLow: s.int64(2), kind: s.int64(3), device: device,
+                                               sequence: s.optionalInt64(6), createdAt: s.int64(7), topic: topic, payload: payload)
+                    guard checksum == s.int64(11) else { return false }
+                    return try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)") { ins throws(BufferError) in
                         try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, s.int64(3))
                         try ins.bind(4, s.int64(4) & 0xFF); try ins.bind(5, device); try ins.bind(6, s.optionalInt64(6))
                         try ins.bind(7, s.int64(7)); try ins.bind(8, s.int64(8)); try ins.bind(9, topic)
-                        try ins.bind(10, payload)
+                        try ins.bind(10, payload); try ins.bind(11, checksum)
                         try ins.run()
                         return true
                     }
@@ -371,12 +377,17 @@ final class BufferStore {
                     continue
                 }
             }
-            try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") { s throws(BufferError) in
-                try s.bind(1, Int64(bitPattern: m.id.high)); try s.bind(2, Int64(bitPattern: m.id.low))
+            try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)") { s throws(BufferError) in
+                let idHigh = Int64(bitPattern: m.id.high), idLow = Int64(bitPattern: m.id.low)
+                let sequence = m.sequence.map { Int64(bitPattern: $0) }
+                try s.bind(1, idHigh); try s.bind(2, idLow)
                 try s.bind(3, Int64(m.kind.rawValue)); try s.bind(4, Int64(m.priority))
-                try s.bind(5, m.deviceID); try s.bind(6, m.sequence.map { Int64(bitPattern: $0) })
+                try s.bind(5, m.deviceID); try s.bind(6, sequence)
                 try s.bind(7, m.createdAt.millisecondsSinceEpoch); try s.bind(8, size)
                 try s.bind(9, m.topic); try s.bind(10, m.payload)
+                try s.bind(11, rowChecksum(idHigh: idHigh, idLow: idLow, kind: Int64(m.kind.rawValue), device: m.deviceID,
+                                           sequence: sequence, createdAt: m.createdAt.millisecondsSinceEpoch,
+                                           topic: m.topic, payload: m.payload))
                 try s.run()
             }
             let rowID = conn.lastInsertRowID
@@ -733,4 +744,18 @@ final class InstanceLock {
     }
 
     deinit { release() }
+}
+
+/// FNV-1a (64-bit) over a message row's identity and content, stored with the row so salvage
+/// from a damaged file keeps only rows whose bytes are exactly what was written.
+func rowChecksum(idHigh: Int64, idLow: Int64, kind: Int64, device: String?, sequence: Int64?, createdAt: Int64,
+                 topic: String, payload: [UInt8]) -> Int64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+    }
+    func mix(_ v: Int64) { withUnsafeBytes(of: v.littleEndian) { mix($0) } }
+    mix(idHigh); mix(idLow); mix(kind); mix(createdAt); mix(sequence ?? -1)
+    mix(device.map { Array($0.utf8) } ?? [0xFF]); mix([0]); mix(topic.utf8); mix([0]); mix(payload)
+    return Int64(bitPattern: h)
 }

@@ -136,7 +136,7 @@ private func randomData(_ n: Int) -> Data {
         let buffer = try await openBuffer(path)
         var f = MessageFactory()
         var originals: [OutgoingMessage] = []
-        for b in 0..<14 {   // ~5.6 MB: passes the 1000-page auto-checkpoint
+        for b in 0..<14 {   // ~5.6 MB: passes the 256-page auto-checkpoint many times
             let first = UInt64(b * 100 + 1)
             let batch = f.readings("dev-a", first...(first + 99), payloadSize: 4_000)
             originals += batch
