@@ -66,6 +66,7 @@ let package = Package(
         .target(name: "IoMTTestSupport", dependencies: ["IoMTCore", "IoMTUplink", "CMosquitto"]),
         .testTarget(name: "IoMTCoreTests", dependencies: ["IoMTCore"]),
         .testTarget(name: "IoMTConfigTests", dependencies: ["IoMTConfig"]),
+        .testTarget(name: "IoMTSourcesTests", dependencies: ["IoMTSources"]),
         .testTarget(name: "IoMTBufferTests", dependencies: ["IoMTBuffer", "IoMTTestSupport"]),
         .testTarget(name: "IoMTUplinkTests", dependencies: ["IoMTUplink", "IoMTTestSupport"]),
         .testTarget(
