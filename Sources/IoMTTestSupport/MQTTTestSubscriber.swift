@@ -92,11 +92,15 @@ public final class MQTTTestSubscriber: @unchecked Sendable {
     /// libmosquitto's automatic reconnect (e.g. after ``MosquittoBroker/restart()`` with
     /// persistence) resumes the subscription and receives what was queued meanwhile.
     ///
-    /// Connects to 127.0.0.1:`port`, subscribes to `topicFilter` with QoS 2 and returns after the
+    /// `qos` is the subscription QoS. Use 1 with a persistent session across broker restarts:
+    /// mosquitto 2.0.11 then resends a queue of QoS 2 messages past the client's receive
+    /// maximum and libmosquitto closes the connection (seen in the agent's QoS 2 outage test).
+    ///
+    /// Connects to 127.0.0.1:`port`, subscribes to `topicFilter` with QoS `qos` and returns after the
     /// SUBACK (bounded by `timeout`).
     public static func start(host: String = "127.0.0.1", port: Int, topicFilter: String,
                              username: String? = nil, password: String? = nil,
-                             clientID: String? = nil, persistentSession: Bool = false,
+                             clientID: String? = nil, persistentSession: Bool = false, qos: Int32 = 2,
                              timeout: Duration = .seconds(10)) async throws -> MQTTTestSubscriber {
         initialiseLibmosquitto()
         let s = SubscriberSink()
@@ -125,7 +129,7 @@ public final class MQTTTestSubscriber: @unchecked Sendable {
             sub.stop()
             throw TestSupportError("subscriber: no successful CONNACK from \(host):\(port) (\(String(describing: s.connack.value)))")
         }
-        rc = mosquitto_subscribe_v5(m, nil, topicFilter, 2, 0, nil)
+        rc = mosquitto_subscribe_v5(m, nil, topicFilter, qos, 0, nil)
         guard rc == MOSQ_ERR_SUCCESS.rawValue, await s.subscribed.wait(timeout: timeout, until: { $0 }) else {
             sub.stop()
             throw TestSupportError("subscriber: no SUBACK for '\(topicFilter)'")

@@ -166,7 +166,7 @@ struct DiskFullTests {
         setup.maxBytes = "64MiB" // the file system, not the bound, runs out
         setup.simulators = [Sim(id: "ox-1", rate: 100)]
         let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#",
-                                                     clientID: "test-sub-diskfull", persistentSession: true)
+                                                     clientID: "test-sub-diskfull", persistentSession: true, qos: 1)
         defer { sub.stop() }
         await broker.stop()
         let agent = try setup.start(in: dir)

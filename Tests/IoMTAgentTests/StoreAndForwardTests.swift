@@ -10,16 +10,18 @@ struct StoreAndForwardTests {
     /// broker accepted while the subscriber was away (broker restarts) still reaches it.
     func persistentSubscriber(_ broker: MosquittoBroker, _ prefix: String, _ name: String) async throws -> MQTTTestSubscriber {
         try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(prefix)/#",
-                                           clientID: "test-sub-\(name)", persistentSession: true)
+                                           clientID: "test-sub-\(name)", persistentSession: true, qos: 1)
     }
 
-    @Test func brokerOutageDuringSteadyStreamLosesNothing() async throws {
+    @Test(arguments: [1, 2])
+    func brokerOutageDuringSteadyStreamLosesNothing(qos: Int) async throws {
         let dir = try TempDir()
         let broker = try await MosquittoBroker.start(BrokerOptions(persistence: true))
         defer { broker.killNow() }
-        var setup = AgentSetup(gateway: "outage", stateDir: dir.file("state"), brokerURL: broker.url)
+        var setup = AgentSetup(gateway: "outage-qos\(qos)", stateDir: dir.file("state"), brokerURL: broker.url)
+        setup.qos = qos
         setup.simulators = [Sim(id: "ox-1", rate: 50, count: 400), Sim(id: "bp-1", profile: "blood-pressure", rate: 20, count: 160)]
-        let sub = try await persistentSubscriber(broker, setup.prefix, "outage")
+        let sub = try await persistentSubscriber(broker, setup.prefix, "outage-\(qos)")
         defer { sub.stop() }
         let agent = try setup.start(in: dir, exitWhenDrained: true)
         defer { agent.signal(SIGKILL) }
@@ -54,14 +56,18 @@ struct StoreAndForwardTests {
         #expect(statuses.last?.contains(#""state":"offline""#) == true, "clean stop leaves offline status")
     }
 
-    @Test func killNineDuringOutageAndAgainDuringDrainLosesNothing() async throws {
+    /// With QoS 2 this also pins the packet-id pitfall: a restarted process must not have its
+    /// new messages taken for retransmissions of the crashed process's QoS 2 packets.
+    @Test(arguments: [1, 2])
+    func killNineDuringOutageAndAgainDuringDrainLosesNothing(qos: Int) async throws {
         let dir = try TempDir()
         let broker = try await MosquittoBroker.start(BrokerOptions(persistence: true))
         defer { broker.killNow() }
-        var setup = AgentSetup(gateway: "crash", stateDir: dir.file("state"), brokerURL: broker.url)
+        var setup = AgentSetup(gateway: "crash-qos\(qos)", stateDir: dir.file("state"), brokerURL: broker.url)
+        setup.qos = qos
         setup.window = 4   // a slow drain, so the second kill lands in the middle of it
         setup.simulators = [Sim(id: "ox-1", rate: 200)]
-        let sub = try await persistentSubscriber(broker, setup.prefix, "crash")
+        let sub = try await persistentSubscriber(broker, setup.prefix, "crash-\(qos)")
         defer { sub.stop() }
 
         // 1. Stream, then an outage, then kill -9 during the outage.
