@@ -19,7 +19,7 @@ cat > run/mosquitto.conf <<CONF
 listener $port 127.0.0.1
 allow_anonymous true
 persistence false
-log_dest file $PWD/run/mosquitto.log
+log_dest stderr
 CONF
 
 pids=()
@@ -29,12 +29,11 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-mosquitto -c run/mosquitto.conf & pids+=($!)
+mosquitto -c run/mosquitto.conf 2>run/mosquitto.log & pids+=($!)
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
-echo "demo: broker on 127.0.0.1:$port; subscriber shows iomt/# (payloads cut at 160 characters)"
-mosquitto_sub -h 127.0.0.1 -p "$port" -V 5 -t 'iomt/#' -F '%t %p' \
-  | awk '{ print "broker> " substr($0, 1, 200); fflush() }' & pids+=($!)
+echo "demo: broker on 127.0.0.1:$port; lines starting 'broker>' are what a subscriber on iomt/# receives"
+mosquitto_sub -h 127.0.0.1 -p "$port" -V 5 -t 'iomt/#' -F '%t %p' | python3 -u scripts/show_readings.py & pids+=($!)
 
 "$BIN" run --demo --broker "mqtt://127.0.0.1:$port" & agent=$!; pids+=($agent)
 if [ -n "${DEMO_SECONDS:-}" ]; then
