@@ -46,10 +46,18 @@ let package = Package(
             dependencies: ["IoMTCore", "CMosquitto", .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "IoMTSources", dependencies: ["IoMTCore"]),
+        // Serial medical devices (issue 4): pure decoders, then the termios/pty/sysfs side.
+        .target(name: "IoMTSerial", dependencies: ["IoMTCore"]),
+        .target(
+            name: "IoMTSerialPort",
+            dependencies: ["IoMTCore", "IoMTSerial", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Device simulators (frame encoders and pty players) for tests, benchmarks and fuzzing.
+        .target(name: "IoMTSerialSimulators", dependencies: ["IoMTCore", "IoMTSerial"]),
         .target(
             name: "IoMTAgent",
             dependencies: [
-                "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources",
+                "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources", "IoMTSerialPort",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -66,6 +74,9 @@ let package = Package(
         .target(name: "IoMTTestSupport", dependencies: ["IoMTCore"]),
         .testTarget(name: "IoMTCoreTests", dependencies: ["IoMTCore"]),
         .testTarget(name: "IoMTConfigTests", dependencies: ["IoMTConfig"]),
+        .testTarget(name: "IoMTSerialTests", dependencies: ["IoMTSerial", "IoMTSerialSimulators"]),
+        .testTarget(name: "IoMTSerialPortTests",
+                    dependencies: ["IoMTSerialPort", "IoMTSerial", "IoMTSerialSimulators"]),
         .testTarget(name: "IoMTBufferTests", dependencies: ["IoMTBuffer", "IoMTTestSupport"]),
         .testTarget(name: "IoMTUplinkTests", dependencies: ["IoMTUplink", "IoMTTestSupport"]),
         .testTarget(
