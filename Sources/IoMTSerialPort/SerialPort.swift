@@ -56,6 +56,13 @@ final class SerialPort {
     func configure(_ s: LineSettings) throws(SerialPortError) {
         var t = termios()
         guard tcgetattr(fd, &t) == 0 else { throw SerialPortError("tcgetattr", path: path, code: errno) }
+        guard SerialPort.apply(s, to: &t) else { throw SerialPortError("baud \(s.baud)", path: path, code: EINVAL) }
+        guard tcsetattr(fd, TCSANOW, &t) == 0 else { throw SerialPortError("tcsetattr", path: path, code: errno) }
+    }
+
+    /// The termios for `s` on top of the port's current one (pure: tested without a device,
+    /// since a pty forces CS8 and clears PARENB). False if the baud rate has no B* constant.
+    static func apply(_ s: LineSettings, to t: inout termios) -> Bool {
         cfmakeraw(&t)
         t.c_iflag &= ~tcflag_t(IXON | IXOFF | IXANY | INPCK | ISTRIP)
         t.c_cflag |= tcflag_t(CLOCAL | CREAD)
@@ -71,7 +78,11 @@ final class SerialPort {
         case .odd: t.c_cflag |= tcflag_t(PARENB | PARODD)
         case .even: t.c_cflag |= tcflag_t(PARENB)
         }
-        if s.parity != .none { t.c_iflag |= tcflag_t(INPCK) }
+        // With parity on, check it and drop a byte that fails (IGNPAR): the decoder then sees a
+        // short frame and resynchronises. Without IGNPAR the byte would be read as 0x00 and could
+        // turn into a plausible wrong number (a pulse-rate byte with no checksum behind it).
+        t.c_iflag &= ~tcflag_t(PARMRK | IGNPAR)
+        if s.parity != .none { t.c_iflag |= tcflag_t(INPCK | IGNPAR) }
         if s.stopBits == 2 { t.c_cflag |= tcflag_t(CSTOPB) }
         let crtscts = tcflag_t(0o20000000000)  // CRTSCTS
         if s.hardwareFlowControl { t.c_cflag |= crtscts } else { t.c_cflag &= ~crtscts }
@@ -79,10 +90,10 @@ final class SerialPort {
             cc[Int(VMIN)] = 0
             cc[Int(VTIME)] = 0
         }
-        guard let speed = SerialPort.speed(s.baud) else { throw SerialPortError("baud \(s.baud)", path: path, code: EINVAL) }
+        guard let speed = SerialPort.speed(s.baud) else { return false }
         cfsetispeed(&t, speed)
         cfsetospeed(&t, speed)
-        guard tcsetattr(fd, TCSANOW, &t) == 0 else { throw SerialPortError("tcsetattr", path: path, code: errno) }
+        return true
     }
 
     static func speed(_ baud: Int) -> speed_t? {

@@ -123,7 +123,7 @@ public struct OneTouchMeterSimulator: Sendable {
     }
 
     /// Feeds host bytes; returns the reply bytes.
-    public mutating func hostSent<S: Sequence<UInt8>>(_ bytes: S) -> [UInt8] {
+    public mutating func hostSent(_ bytes: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         for b in bytes {
             if b == 0x0D || b == 0x11 {
