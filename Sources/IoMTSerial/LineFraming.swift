@@ -1,12 +1,16 @@
 /// Splits a byte stream into text lines ending in LF (a CR before it is dropped), bounded in
 /// length: an over-long line (noise, a wrong baud rate) is thrown away up to the next LF.
 /// Lines with bytes outside printable ASCII are thrown away too. Chunking never matters:
-/// bytes are handled one at a time.
+/// bytes are handled one at a time. Discarded bytes are counted exactly (CR and LF included).
 struct LineFraming: Sendable {
     let maxLength: Int
     private var line: [UInt8] = []
     private var overflow = false
+    /// Bytes of the current line so far, as received (including ones dropped by overflow).
+    private var raw = 0
     private var discarded = 0
+    /// Raw size (with CR LF) of the line `push` returned last.
+    private(set) var lastLineRawCount = 0
 
     init(maxLength: Int) {
         self.maxLength = maxLength
@@ -16,29 +20,30 @@ struct LineFraming: Sendable {
     /// Feeds one byte; returns a complete, printable line (without CR LF), if this byte ended one.
     /// `discardedBefore` is set to the count of bytes thrown away since the last good line.
     mutating func push(_ byte: UInt8, discardedBefore: inout Int) -> [UInt8]? {
+        raw += 1
         if byte == 0x0A {
-            defer { line.removeAll(keepingCapacity: true); overflow = false }
+            defer { line.removeAll(keepingCapacity: true); overflow = false; raw = 0 }
             if line.last == 0x0D { line.removeLast() }
             let printable = line.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
             if overflow || !printable || line.isEmpty {
-                discarded += line.count + 1 + (overflow ? maxLength : 0)
+                discarded += raw
                 return nil
             }
             discardedBefore = discarded
             discarded = 0
+            lastLineRawCount = raw
             return line
         }
-        if overflow { discarded += 1; return nil }
+        if overflow { return nil }
         if line.count >= maxLength {
             overflow = true
             line.removeAll(keepingCapacity: true)
-            discarded += 1
             return nil
         }
         line.append(byte)
         return nil
     }
 
-    /// Counts a line that was framed correctly but rejected by the parser.
+    /// Counts bytes that were framed correctly but rejected by the parser.
     mutating func reject(_ count: Int) { discarded += count }
 }

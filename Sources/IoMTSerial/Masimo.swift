@@ -23,7 +23,7 @@ public struct MasimoASCII1Decoder: StreamDecoder {
             var skipped = 0
             guard let line = lines.push(byte, discardedBefore: &skipped) else { continue }
             guard let parsed = Self.parse(line) else {
-                lines.reject(line.count + 1)
+                lines.reject(skipped + lines.lastLineRawCount)  // still unreported: carry the earlier ones too
                 continue
             }
             if skipped > 0 { events.append(.discarded(bytes: skipped, reason: .badLine)) }

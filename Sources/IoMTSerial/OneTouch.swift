@@ -224,10 +224,11 @@ public struct OneTouchSession: Sendable {
             guard let line = lines.push(byte, discardedBefore: &skipped) else { continue }
             guard phase == .serial || phase == .clock || phase == .dump else { continue }
             guard let body = OneTouchUltra2.verifiedBody(line), let reply = OneTouchUltra2.parseReply(body) else {
-                events.append(.discarded(bytes: line.count + 2, reason: .badChecksum))
+                events.append(.discarded(bytes: skipped + lines.lastLineRawCount, reason: .badChecksum))
                 if phase == .dump { send += retry(now) }  // a partial dump is never used
                 continue
             }
+            if skipped > 0 { events.append(.discarded(bytes: skipped, reason: .badLine)) }
             switch (phase, reply) {
             case (.serial, .serial(let s)):
                 serial = s
