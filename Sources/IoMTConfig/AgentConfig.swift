@@ -240,6 +240,11 @@ extension AgentConfig {
         public var reconnectMinMilliseconds: Int
         /// `reconnect_max_ms`: reopen back-off ceiling, `reconnect_min_ms`...600000. Default 5000.
         public var reconnectMaxMilliseconds: Int
+        /// `line_profile`: with `profile: line`, the absolute path of a line profile file.
+        public var lineProfile: String?
+        /// The parsed `line_profile` file: set by ``AgentConfig/load(path:)`` (which reports its
+        /// problems with the rest); nil after ``AgentConfig/parse(yaml:source:)``, which reads no files.
+        public var lineProfileDocument: LineProfileDocument?
 
         /// Baud rates `baud` accepts.
         public static let supportedBauds = [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400]
@@ -248,7 +253,8 @@ extension AgentConfig {
         public init(id: String, profile: SerialProfileName, patient: String, port: Port, baud: Int? = nil,
                     dataBits: Int? = nil, parity: SerialParity? = nil, stopBits: Int? = nil,
                     hardwareFlowControl: Bool? = nil, reconnectMinMilliseconds: Int = 250,
-                    reconnectMaxMilliseconds: Int = 5000) {
+                    reconnectMaxMilliseconds: Int = 5000, lineProfile: String? = nil,
+                    lineProfileDocument: LineProfileDocument? = nil) {
             self.id = id
             self.profile = profile
             self.patient = patient
@@ -260,6 +266,8 @@ extension AgentConfig {
             self.hardwareFlowControl = hardwareFlowControl
             self.reconnectMinMilliseconds = reconnectMinMilliseconds
             self.reconnectMaxMilliseconds = reconnectMaxMilliseconds
+            self.lineProfile = lineProfile
+            self.lineProfileDocument = lineProfileDocument
         }
     }
 }
@@ -280,6 +288,8 @@ public enum SerialProfileName: String, Sendable, Equatable, CaseIterable {
     case masimoASCII1 = "masimo-ascii1"
     /// LifeScan OneTouch Ultra 2 record download (9600 8N1).
     case oneTouchUltra2 = "onetouch-ultra2"
+    /// A declarative line profile file, named by `line_profile` (``LineProfileDocument``).
+    case line
 }
 
 /// `serial[].parity`.

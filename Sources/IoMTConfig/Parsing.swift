@@ -44,7 +44,7 @@ enum Keys {
     static let output = ["format"]
     static let simulator = ["profile", "patient", "rate", "count", "id", "seed"]
     static let serial = ["profile", "patient", "port", "match", "id", "baud", "data_bits", "parity", "stop_bits",
-                         "rtscts", "reconnect_min_ms", "reconnect_max_ms"]
+                         "rtscts", "reconnect_min_ms", "reconnect_max_ms", "line_profile"]
     static let serialMatch = ["vendor_id", "product_id", "serial"]
 
     /// Every known key path, for "did you mean" across sections.

@@ -117,6 +117,17 @@ extension ConfigReader {
                        "must be at least reconnect_min_ms (\(reconnectMin)), got \(reconnectMax)")
             }
 
+            var lineProfile: String?
+            if profile == .line {
+                if let (p, line) = requiredText(s, "line_profile", example: "/etc/iomt-agent/profiles/rad8.yaml") {
+                    if p.hasPrefix("/") { lineProfile = p } else {
+                        report(s.path("line_profile"), line, "must be an absolute path, got \"\(clip(p))\"")
+                    }
+                }
+            } else if value(s, "line_profile") != nil {
+                report(s.path("line_profile"), line(s, "line_profile"), "is only used with profile: line")
+            }
+
             var id: String?
             var idLine = s.line
             if let (explicit, line) = text(s, "id") {
@@ -154,7 +165,8 @@ extension ConfigReader {
             result.append(AgentConfig.Serial(
                 id: id, profile: profile, patient: patient, port: port, baud: baud, dataBits: dataBits,
                 parity: parity, stopBits: stopBits, hardwareFlowControl: rtscts,
-                reconnectMinMilliseconds: Int(reconnectMin), reconnectMaxMilliseconds: Int(reconnectMax)))
+                reconnectMinMilliseconds: Int(reconnectMin), reconnectMaxMilliseconds: Int(reconnectMax),
+                lineProfile: lineProfile))
         }
         return ok ? result : nil
     }

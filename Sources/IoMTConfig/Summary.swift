@@ -74,6 +74,7 @@ extension AgentConfig {
                 case let .usb(v, p, sn):
                     line += "match usb \(hex4(v))" + (p.map { ":" + hex4($0) } ?? "") + (sn.map { " serial \($0)" } ?? "")
                 }
+                if let file = s.lineProfile { line += ", line_profile \(file)" }
                 var overrides: [String] = []
                 if let b = s.baud { overrides.append("baud \(b)") }
                 if let b = s.dataBits { overrides.append("data_bits \(b)") }

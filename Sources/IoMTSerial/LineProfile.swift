@@ -81,6 +81,14 @@ public struct LineProfile: Sendable {
         ])
 }
 
+extension SerialProfile {
+    /// A serial profile for a declarative line profile (live timing; no line-settings alternatives).
+    public static func line(_ p: LineProfile) -> SerialProfile {
+        SerialProfile(name: p.name, lineSettings: [p.lineSettings], timing: .live, noFrameTimeoutMilliseconds: .max,
+                      makeDriver: { _ in StreamDriver(LineProfileDecoder(unchecked: p)) })
+    }
+}
+
 /// Decodes a byte stream with a `LineProfile`.
 public struct LineProfileDecoder: StreamDecoder {
     public let profile: LineProfile
@@ -113,6 +121,13 @@ public struct LineProfileDecoder: StreamDecoder {
             events.append(.reading(reading))
         }
         return events
+    }
+
+    /// Without checking the pattern first: an invalid pattern then matches no line (every line
+    /// is discarded as `bad-line`). For profiles already checked, e.g. by the configuration.
+    public init(unchecked profile: LineProfile) {
+        self.profile = profile
+        self.lines = LineFraming(maxLength: max(16, profile.maxLineLength))
     }
 
     enum Parsed { case missing, number(Double) }
