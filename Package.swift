@@ -54,6 +54,12 @@ let package = Package(
         ),
         // Device simulators (frame encoders and pty players) for tests, benchmarks and fuzzing.
         .target(name: "IoMTSerialSimulators", dependencies: ["IoMTCore", "IoMTSerial"]),
+        // libFuzzer target for the decoders: swift build -c release --sanitize=fuzzer --product iomt-serial-fuzz
+        .executableTarget(name: "iomt-serial-fuzz", dependencies: ["IoMTCore", "IoMTSerial"]),
+        // Decode throughput and the 8-oximeter CPU benchmark (BENCHMARKS.md).
+        .executableTarget(name: "iomt-serial-bench",
+                          dependencies: ["IoMTCore", "IoMTSerial", "IoMTSerialPort", "IoMTSerialSimulators",
+                                         .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "IoMTAgent",
             dependencies: [

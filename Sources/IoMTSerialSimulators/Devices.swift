@@ -60,12 +60,16 @@ public struct ContecV7Simulator: SimulatedDevice {
     private var sinceRefresh = 0
     private var frame = 0
     private var pending: [UInt8] = []
-    public var periodMilliseconds: Int { 50 }
+    /// Packets written per tick (3 = every 50 ms, 1 = every 17 ms, as a device without a
+    /// buffering USB bridge would).
+    public var framesPerTick: Int
+    public var periodMilliseconds: Int { max(1, Int((Double(framesPerTick) * 1000 / 60).rounded())) }
 
-    public init(spo2: Int = 97, pulse: Int = 65, streamLifetimeMilliseconds: Int = 30_000) {
+    public init(spo2: Int = 97, pulse: Int = 65, streamLifetimeMilliseconds: Int = 30_000, framesPerTick: Int = 3) {
         self.spo2 = spo2
         self.pulse = pulse
         self.streamLifetimeMilliseconds = streamLifetimeMilliseconds
+        self.framesPerTick = max(1, framesPerTick)
     }
 
     public mutating func tick() -> [UInt8] {
@@ -73,7 +77,7 @@ public struct ContecV7Simulator: SimulatedDevice {
         sinceRefresh += periodMilliseconds
         if sinceRefresh > streamLifetimeMilliseconds { streaming = false; return [] }
         var out: [UInt8] = []
-        for _ in 0..<3 {
+        for _ in 0..<framesPerTick {
             frame += 1
             out += ContecV7Encoder.realTime(spo2: spo2, pulse: pulse, pleth: frame % 128)
         }
@@ -103,17 +107,30 @@ public struct NoninDF2Simulator: SimulatedDevice {
     public var spo2: Int
     public var faults: Faults
     private var packet = 0
-    public var periodMilliseconds: Int { 333 }
-    public init(hr: Int = 72, spo2: Int = 97, faults: Faults = Faults()) {
+    private var queued: [UInt8] = []
+    /// 5-byte frames written per tick (25 = a packet every 333 ms, 1 = a frame every 13 ms).
+    public var framesPerTick: Int
+    public var periodMilliseconds: Int { max(1, Int((Double(framesPerTick) * 1000 / 75).rounded())) }
+    public init(hr: Int = 72, spo2: Int = 97, faults: Faults = Faults(), framesPerTick: Int = 25) {
         self.hr = hr
         self.spo2 = spo2
         self.faults = faults
+        self.framesPerTick = max(1, framesPerTick)
     }
     public mutating func tick() -> [UInt8] {
-        packet += 1
-        var p = NoninEncoder.packet(format: .df2, hr: hr, spo2: spo2, pleth: { ($0 * 9) & 0xFF })
-        if faults.corruptEvery > 0, packet % faults.corruptEvery == 0 { p[9] ^= 0x04 }
-        return (packet == 1 ? faults.startupNoise : []) + p
+        var out: [UInt8] = []
+        while out.count < framesPerTick * 5 {
+            if queued.isEmpty {
+                packet += 1
+                var p = NoninEncoder.packet(format: .df2, hr: hr, spo2: spo2, pleth: { ($0 * 9) & 0xFF })
+                if faults.corruptEvery > 0, packet % faults.corruptEvery == 0 { p[9] ^= 0x04 }
+                queued = (packet == 1 ? faults.startupNoise : []) + p
+            }
+            let n = min(queued.count, framesPerTick * 5 - out.count)
+            out += queued.prefix(n)
+            queued.removeFirst(n)
+        }
+        return out
     }
     public mutating func hostSent(_ bytes: [UInt8]) -> [UInt8] { [] }
 }
