@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "IoMTUplinkTests", dependencies: ["IoMTUplink", "IoMTTestSupport"]),
         .testTarget(
             name: "IoMTAgentTests",
-            dependencies: ["IoMTAgent", "IoMTTestSupport"],
+            dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators"],
             resources: []
         ),
     ]
