@@ -12,6 +12,7 @@ import Synchronization
 public final class PtyDevice: Sendable {
     public let masterFD: Int32
     public let slavePath: String
+    private let links = Mutex<[String]>([])
 
     public init() throws(PtyError) {
         // Linux devpts directly (Glibc's module does not export posix_openpt/ptsname_r):
@@ -46,10 +47,20 @@ public final class PtyDevice: Sendable {
         unlink(tmp)
         guard symlink(slavePath, tmp) == 0 else { throw PtyError("symlink", errno) }
         guard rename(tmp, path) == 0 else { throw PtyError("rename", errno) }
+        links.withLock { $0.append(path) }
     }
 
-    /// Unplug: closes the master side.
-    public func unplug() { close(masterFD) }
+    /// Unplug: removes the symlinks that still point here (as udev removes a device's links when
+    /// it goes: the pty number is reused by the next pty, like a ttyUSB number), then closes the
+    /// master side.
+    public func unplug() {
+        for link in links.withLock({ $0 }) {
+            var buffer = [CChar](repeating: 0, count: 256)
+            let n = readlink(link, &buffer, buffer.count - 1)
+            if n > 0, String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == slavePath { unlink(link) }
+        }
+        close(masterFD)
+    }
 }
 
 public struct PtyError: Error, CustomStringConvertible {
@@ -64,6 +75,7 @@ public struct PtyError: Error, CustomStringConvertible {
 public final class PtyPlayer: Sendable {
     public let pty: PtyDevice
     private let state = PlayerState()
+    private let thread: pthread_t?
 
     final class PlayerState: Sendable {
         let stop = Atomic<Bool>(false)
@@ -125,8 +137,9 @@ public final class PtyPlayer: Sendable {
             Unmanaged<Context>.fromOpaque(raw).takeRetainedValue().run()
             return nil
         }, ctx)
-        if rc == 0 { pthread_detach(thread) } else {
+        if rc == 0 { self.thread = thread } else {
             Unmanaged<Context>.fromOpaque(ctx).release()
+            self.thread = nil
             state.finished.store(true, ordering: .releasing)
         }
     }
@@ -138,8 +151,10 @@ public final class PtyPlayer: Sendable {
     /// final state (e.g. how many commands it received).
     @discardableResult
     public func stop() -> (any SimulatedDevice)? {
-        state.stop.store(true, ordering: .relaxed)
-        while !state.finished.load(ordering: .acquiring) { usleep(1000) }
+        // Joined once (the first stop); the player thread notices the flag within 50 ms.
+        if !state.stop.exchange(true, ordering: .acquiringAndReleasing), let thread {
+            pthread_join(thread, nil)
+        }
         return state.final.withLock { $0 }
     }
 }

@@ -44,7 +44,7 @@ import Testing
                 for s in sources { group.addTask { try? await s.run(into: ingestor) } }
             }
         }
-        let deadline = ContinuousClock.now + .seconds(15)
+        let deadline = ContinuousClock.now + .seconds(40)
         while await ingestor.acceptedCount < 6, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))
         }

@@ -19,11 +19,13 @@ struct SerialSourceTests {
         let sink = CollectingSink()
         let task = Task { try await source.run(into: sink) }
         let got = await eventually { await sink.readings.count >= 2 }
+        let statusAtEnd = source.status
+        let countAtEnd = await sink.readings.count
         task.cancel()
         _ = await task.result
         let device = player.stop() as? ContecV7Simulator
         pty.unplug()
-        #expect(got)
+        #expect(got, "\(statusAtEnd), readings \(countAtEnd), device sent \(player.bytesSent) bytes")
         #expect((device?.startsReceived ?? 0) >= 1)
         let readings = await sink.readings
         for r in readings {
@@ -58,8 +60,13 @@ struct SerialSourceTests {
         let task = Task { try await source.run(into: sink) }
         #expect(await eventually { await sink.readings.count >= 2 })
         player1.stop()
+        let unpluggedAt = ContinuousClock.now
         pty1.unplug()
         #expect(await eventually { source.status.disconnects == 1 })
+        #expect(ContinuousClock.now - unpluggedAt < .seconds(2), "unplug is noticed at once (POLLHUP/EIO), not after a timeout")
+        if case .disconnected(let reason) = source.status.link { #expect(reason.contains("errno") || reason.contains("hung up")) } else {
+            #expect(Bool(false), "status is \(source.status.link)")
+        }
         let before = await sink.readings.count
 
         let pty2 = try PtyDevice()

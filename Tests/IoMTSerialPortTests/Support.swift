@@ -15,7 +15,7 @@ actor CollectingSink: ReadingSink {
 }
 
 /// Waits (test side) until `condition` holds or `seconds` pass; returns whether it held.
-func eventually(_ seconds: Double = 10, _ condition: () async -> Bool) async -> Bool {
+func eventually(_ seconds: Double = 30, _ condition: () async -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     while ContinuousClock.now < deadline {
         if await condition() { return true }
