@@ -63,6 +63,7 @@ public actor Forwarder {
     /// Live-first: rows with id <= this are backlog. Nil when there is no backlog.
     private var backlogBoundary: Int64?
     private var pendingAcks: [BufferToken] = []
+    private var ackFailing = false
     private var delivered: UInt64 = 0
     private var refused: UInt64 = 0
     private var latencyObserver: (@Sendable (Int64) -> Void)?
@@ -156,7 +157,10 @@ public actor Forwarder {
 
     /// Returns once the buffer is empty and nothing is in flight (checked after each pump turn).
     public func waitUntilIdle() async {
-        await withCheckedContinuation { idleWaiters.append($0) }
+        await withCheckedContinuation {
+            idleWaiters.append($0)
+            doorbell.ring() // a pump turn checks the condition now, even if nothing else happens
+        }
     }
 
     /// Waits for the acknowledgement of a publish made outside the window (e.g. the final status),
@@ -188,9 +192,21 @@ public actor Forwarder {
         pendingAcks.removeAll(keepingCapacity: true)
         do {
             try await store.ack(batch)
+            if ackFailing {
+                ackFailing = false
+                logger.notice("acknowledged messages are being deleted again")
+            }
         } catch {
-            logger.error("could not delete acknowledged messages; will retry", metadata: ["error": "\(error)"])
+            if !ackFailing {
+                ackFailing = true
+                logger.error("could not delete acknowledged messages; they stay leased and the delete is retried every second",
+                             metadata: ["error": "\(error)"])
+            }
             pendingAcks.append(contentsOf: batch)
+            Task { [doorbell] in
+                try? await Task.sleep(for: .seconds(1))
+                doorbell.ring()
+            }
         }
     }
 

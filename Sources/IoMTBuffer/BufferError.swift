@@ -47,6 +47,7 @@ public enum BufferError: Error, Hashable, Sendable, CustomStringConvertible {
         return false
     }
 
+    /// What went wrong, on which file, and what to do about it.
     public var description: String {
         switch self {
         case .diskFull(let p, let d):

@@ -35,7 +35,8 @@ CREATE TABLE messages(
     created_at INTEGER NOT NULL,
     size       INTEGER NOT NULL,
     topic      TEXT NOT NULL,
-    payload    BLOB NOT NULL
+    payload    BLOB NOT NULL,
+    checksum   INTEGER NOT NULL
 );
 CREATE INDEX messages_by_priority ON messages(priority);
 CREATE TABLE gaps(
@@ -59,13 +60,14 @@ CREATE TABLE device_state(
 PRAGMA user_version = 1;
 """
 
-private let messageColumns = "row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload"
+private let messageColumns = "row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum"
 private let gapColumns = "gap_id, id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at"
 
 /// The synchronous core of the buffer. Owned by `SQLiteBuffer` and only used on its thread.
 final class BufferStore {
     let config: BufferConfig
     private let conn: SQLiteConnection
+    private let lock: InstanceLock
     /// Where a corrupt database was moved at open.
     let recoveredFromCorruption: String?
     /// Rows copied out of the corrupt database into the fresh one.
@@ -87,6 +89,7 @@ final class BufferStore {
     private var sealedGaps = Set<Int64>()
     private var sealedGapsUpTo: Int64 = 0
     private var idGenerator = ReadingIDGenerator()
+    private let reserve: DiskReserve
 
     // MARK: open
 
@@ -95,10 +98,12 @@ final class BufferStore {
         guard config.maxBytes > 0 else {
             throw BufferError.invalidConfiguration(path: path, detail: "buffer.max_bytes must be positive (got \(config.maxBytes))")
         }
+        try checkWritable(path: path)
+        let lock = try InstanceLock(databasePath: path)
         do throws(BufferError) {
             try validateExisting(path: path)
             let conn = try openReadWrite(path: path)
-            return try BufferStore(config: config, conn: conn, recovered: nil, salvaged: 0)
+            return try BufferStore(config: config, conn: conn, lock: lock, recovered: nil, salvaged: 0)
         } catch where error.isCorruption {
             let destination = try moveAside(path: path, clock: config.clock)
             config.logger?.error("buffer database was corrupt; moved aside, starting a fresh buffer",
@@ -107,7 +112,28 @@ final class BufferStore {
             let salvaged = salvage(from: destination, into: conn, logger: config.logger)
             config.logger?.error("salvaged rows from the corrupt buffer database",
                                  metadata: ["path": "\(path)", "moved_to": "\(destination)", "rows": "\(salvaged)"])
-            return try BufferStore(config: config, conn: conn, recovered: destination, salvaged: salvaged)
+            return try BufferStore(config: config, conn: conn, lock: lock, recovered: destination, salvaged: salvaged)
+        }
+    }
+
+    /// WAL mode needs to create `<path>-wal` and `<path>-shm` next to the database, so both the
+    /// file and its directory must be writable; say so plainly instead of SQLite's "unable to
+    /// open database file". A missing directory is left to SQLite (`cannotOpen`).
+    private static func checkWritable(path: String) throws(BufferError) {
+        let directory: String
+        if let slash = path.lastIndex(of: "/") {
+            directory = slash == path.startIndex ? "/" : String(path[..<slash])
+        } else {
+            directory = "."
+        }
+        guard access(directory, F_OK) == 0 else { return }
+        if access(directory, W_OK) != 0 {
+            let e = errno
+            throw BufferError.readOnly(path: path, detail: "directory \(directory) is not writable (errno \(e)\(e == EROFS ? ", read-only file system" : "")); the buffer creates \(path)-wal and -shm there")
+        }
+        if access(path, F_OK) == 0, access(path, W_OK) != 0 {
+            let e = errno
+            throw BufferError.readOnly(path: path, detail: "file is not writable (errno \(e)\(e == EROFS ? ", read-only file system" : ""))")
         }
     }
 
@@ -145,7 +171,10 @@ final class BufferStore {
             throw BufferError.sqlite(path: path, code: 0, detail: "could not switch to WAL mode (journal_mode is \(mode ?? "unknown"))")
         }
         try conn.exec("PRAGMA synchronous=FULL")
-        try conn.exec("PRAGMA journal_size_limit=8388608")
+        // Checkpoint every 256 pages (~1 MiB) and keep the WAL file near that size: a checkpoint
+        // then never needs more new disk than the disk reserve holds (see DiskReserve).
+        try conn.exec("PRAGMA wal_autocheckpoint=256")
+        try conn.exec("PRAGMA journal_size_limit=2097152")
         let version = Int32(truncatingIfNeeded: try conn.scalarInt("PRAGMA user_version") ?? 0)
         if version > bufferSchemaVersion {
             throw BufferError.schemaTooNew(path: path, found: version, supported: bufferSchemaVersion)
@@ -182,33 +211,53 @@ final class BufferStore {
     private static func salvage(from source: String, into conn: SQLiteConnection, logger: Logger?) -> Int {
         guard let src = try? SQLiteConnection(path: source, flags: SQLITE_OPEN_READONLY) else { return 0 }
         defer { src.close() }
+        // A truncated file's header claims more pages than the file has; SQLite then refuses to
+        // load the schema unless writable_schema is on (it then trusts the file size). The
+        // connection is read-only, so this cannot modify the moved-aside file.
+        try? src.exec("PRAGMA writable_schema=ON")
         var copied = 0
         do throws(BufferError) {
             try conn.transaction { () throws(BufferError) in
                 // device_state first: the sequence high-water marks matter most.
                 copied += salvageTable(src, "SELECT device_id, last_sequence, lost_total FROM device_state", logger) { s throws(BufferError) in
-                    guard let device = s.text(0) else { return }
-                    try conn.with("INSERT OR REPLACE INTO device_state(device_id, last_sequence, lost_total) VALUES(?1, ?2, ?3)") { ins throws(BufferError) in
+                    guard let device = s.text(0), !device.isEmpty else { return false }
+                    return try conn.with("INSERT OR REPLACE INTO device_state(device_id, last_sequence, lost_total) VALUES(?1, ?2, ?3)") { ins throws(BufferError) in
                         try ins.bind(1, device); try ins.bind(2, s.int64(1)); try ins.bind(3, s.int64(2)); try ins.run()
+                        return true
                     }
                 }
                 copied += salvageTable(src, "SELECT \(gapColumns) FROM gaps ORDER BY gap_id", logger) { s throws(BufferError) in
-                    guard let device = s.text(3), let reason = s.text(7) else { return }
-                    try conn.with("INSERT INTO gaps(id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") { ins throws(BufferError) in
+                    guard let device = s.text(3), !device.isEmpty, let reason = s.text(7), !reason.isEmpty,
+                          s.int64(6) > 0, s.int64(5) >= s.int64(4) else { return false }
+                    return try conn.with("INSERT INTO gaps(id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") { ins throws(BufferError) in
                         try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, device)
                         try ins.bind(4, s.int64(4)); try ins.bind(5, s.int64(5)); try ins.bind(6, s.int64(6))
                         try ins.bind(7, reason); try ins.bind(8, s.int64(8)); try ins.bind(9, s.int64(9))
                         try ins.run()
+                        return true
                     }
                 }
                 copied += salvageTable(src, "SELECT \(messageColumns) FROM messages ORDER BY row_id", logger) { s throws(BufferError) in
-                    guard let topic = s.text(9) else { return }
-                    try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") { ins throws(BufferError) in
+                    // A page cut short reads back partly as zeros: keep only rows that are
+                    // self-consistent (a UUIDv7 id, a topic, and the stored logical size).
+                    guard let topic = s.text(9), !topic.isEmpty else { return false }
+                    let payload = s.blob(10)
+                    let device = s.text(5)
+                    let expectedSize = Int64(payload.count) + Int64(topic.utf8.count) + Int64(device?.utf8.count ?? 0) + perRowOverhead
+                    let idHigh = UInt64(bitPattern: s.int64(1))
+                    guard s.int64(8) == expectedSize, (idHigh >> 12) & 0xF == 7 else { return false }
+                    // Same length is not same content: a page reused between checkpoint and cut
+                    // can hand back another row's bytes. The checksum written with the row decides.
+                    let checksum = rowChecksum(idHigh: s.int64(1), idLow: s.int64(2), kind: s.int64(3), device: device,
+                                               sequence: s.optionalInt64(6), createdAt: s.int64(7), topic: topic, payload: payload)
+                    guard checksum == s.int64(11) else { return false }
+                    return try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)") { ins throws(BufferError) in
                         try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, s.int64(3))
-                        try ins.bind(4, s.int64(4) & 0xFF); try ins.bind(5, s.text(5)); try ins.bind(6, s.optionalInt64(6))
+                        try ins.bind(4, s.int64(4) & 0xFF); try ins.bind(5, device); try ins.bind(6, s.optionalInt64(6))
                         try ins.bind(7, s.int64(7)); try ins.bind(8, s.int64(8)); try ins.bind(9, topic)
-                        try ins.bind(10, s.blob(10))
+                        try ins.bind(10, payload); try ins.bind(11, checksum)
                         try ins.run()
+                        return true
                     }
                 }
             }
@@ -219,17 +268,15 @@ final class BufferStore {
         return copied
     }
 
-    /// Steps `sql` on `src`, calling `copy` for each row; stops at the first read error.
-    /// Write errors (from `copy`) are rethrown by the caller's transaction only if they are not
-    /// about the corrupt source.
+    /// Steps `sql` on `src`, calling `copy` for each row (which returns false for a row it
+    /// skipped as implausible); stops at the first error. Returns the number of rows copied.
     private static func salvageTable(_ src: SQLiteConnection, _ sql: String, _ logger: Logger?,
-                                     _ copy: (Statement) throws(BufferError) -> Void) -> Int {
+                                     _ copy: (Statement) throws(BufferError) -> Bool) -> Int {
         var n = 0
         do throws(BufferError) {
             try src.with(sql) { s throws(BufferError) in
                 while try s.step() {
-                    try copy(s)
-                    n += 1
+                    if try copy(s) { n += 1 }
                 }
             }
         } catch {
@@ -238,11 +285,15 @@ final class BufferStore {
         return n
     }
 
-    private init(config: BufferConfig, conn: SQLiteConnection, recovered: String?, salvaged: Int) throws(BufferError) {
+    private init(config: BufferConfig, conn: SQLiteConnection, lock: InstanceLock, recovered: String?,
+                 salvaged: Int) throws(BufferError) {
         self.config = config
         self.conn = conn
+        self.lock = lock
         self.recoveredFromCorruption = recovered
         self.salvagedRows = salvaged
+        self.reserve = DiskReserve(path: config.path + ".reserve")
+        reserve.restoreIfDue(logger: config.logger)
         acct.bytes = try conn.scalarInt("SELECT coalesce(sum(size), 0) FROM messages") ?? 0
         try conn.with("SELECT priority, count(*) FROM messages GROUP BY priority") { s throws(BufferError) in
             while try s.step() {
@@ -261,7 +312,10 @@ final class BufferStore {
         sealedGapsUpTo = try conn.scalarInt("SELECT coalesce(max(gap_id), 0) FROM gaps") ?? 0
     }
 
-    func close() { conn.close() }
+    func close() {
+        conn.close()
+        lock.release()
+    }
 
     private func ensureOpen() throws(BufferError) {
         if !conn.isOpen { throw BufferError.closed(path: config.path) }
@@ -323,12 +377,17 @@ final class BufferStore {
                     continue
                 }
             }
-            try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") { s throws(BufferError) in
-                try s.bind(1, Int64(bitPattern: m.id.high)); try s.bind(2, Int64(bitPattern: m.id.low))
+            try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)") { s throws(BufferError) in
+                let idHigh = Int64(bitPattern: m.id.high), idLow = Int64(bitPattern: m.id.low)
+                let sequence = m.sequence.map { Int64(bitPattern: $0) }
+                try s.bind(1, idHigh); try s.bind(2, idLow)
                 try s.bind(3, Int64(m.kind.rawValue)); try s.bind(4, Int64(m.priority))
-                try s.bind(5, m.deviceID); try s.bind(6, m.sequence.map { Int64(bitPattern: $0) })
+                try s.bind(5, m.deviceID); try s.bind(6, sequence)
                 try s.bind(7, m.createdAt.millisecondsSinceEpoch); try s.bind(8, size)
                 try s.bind(9, m.topic); try s.bind(10, m.payload)
+                try s.bind(11, rowChecksum(idHigh: idHigh, idLow: idLow, kind: Int64(m.kind.rawValue), device: m.deviceID,
+                                           sequence: sequence, createdAt: m.createdAt.millisecondsSinceEpoch,
+                                           topic: m.topic, payload: m.payload))
                 try s.run()
             }
             let rowID = conn.lastInsertRowID
@@ -549,9 +608,23 @@ final class BufferStore {
     /// Deletes the rows in one transaction. On failure nothing is deleted and the tokens are
     /// released, so the rows are delivered again.
     @discardableResult
+    /// Deletes acknowledged rows in one transaction. On failure nothing is deleted and the
+    /// tokens STAY leased: the caller retries the ack (releasing them would send them again).
+    /// Under disk full, the disk reserve is given up once so the delete (and the checkpoint it
+    /// may need) can proceed: deleting is what frees space, so it must never be the step that
+    /// wedges.
     func ack(_ tokens: [BufferToken]) throws(BufferError) -> Int {
         try ensureOpen()
         guard !tokens.isEmpty else { return 0 }
+        do throws(BufferError) {
+            return try deleteAcknowledged(tokens)
+        } catch {
+            guard case .diskFull = error, reserve.release(logger: config.logger) else { throw error }
+            return try deleteAcknowledged(tokens)
+        }
+    }
+
+    private func deleteAcknowledged(_ tokens: [BufferToken]) throws(BufferError) -> Int {
         let saved = acct
         do throws(BufferError) {
             let deleted = try conn.transaction { () throws(BufferError) -> Int in
@@ -583,10 +656,10 @@ final class BufferStore {
                 case .gap(let id): leasedGaps.remove(id); sealedGaps.remove(id)
                 }
             }
+            reserve.restoreIfDue(logger: config.logger)
             return deleted
         } catch {
             acct = saved
-            release(tokens)
             throw error
         }
     }
@@ -629,8 +702,60 @@ final class BufferStore {
         return stat(p, &st) == 0 ? Int64(st.st_size) : 0
     }
 
+    /// Test hook: makes every write fail with `SQLITE_READONLY` while on.
+    func setQueryOnly(_ on: Bool) throws(BufferError) {
+        try conn.exec("PRAGMA query_only = \(on ? 1 : 0)")
+    }
+
     /// Test hook: caps the database at `pages` pages so writes fail with `SQLITE_FULL`.
     func setMaxPageCount(_ pages: Int) throws(BufferError) {
         _ = try conn.scalarInt("PRAGMA max_page_count = \(pages)")
     }
+}
+
+/// An exclusive `flock` on `<path>.lock`, held while the buffer is open, so a second agent
+/// instance (or a second buffer in this process) cannot use the same database: leases and the
+/// size accounting live in memory and would be wrong for both. The kernel drops the lock when
+/// the process dies, so a `kill -9` never leaves it stale. The lock file is never deleted.
+final class InstanceLock {
+    private var fd: Int32
+
+    init(databasePath: String) throws(BufferError) {
+        let lockPath = databasePath + ".lock"
+        fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            let e = errno
+            if e == EROFS || e == EACCES || e == EPERM {
+                throw BufferError.readOnly(path: databasePath, detail: "cannot create lock file \(lockPath) (errno \(e))")
+            }
+            throw BufferError.cannotOpen(path: databasePath, systemErrno: e, detail: "cannot create lock file \(lockPath)")
+        }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let e = errno
+            close(fd)
+            fd = -1
+            throw BufferError.busy(path: databasePath, detail: "\(lockPath) is locked (errno \(e)): another buffer has this database open")
+        }
+    }
+
+    func release() {
+        if fd >= 0 { close(fd) }   // closing the descriptor drops the flock
+        fd = -1
+    }
+
+    deinit { release() }
+}
+
+/// FNV-1a (64-bit) over a message row's identity and content, stored with the row so salvage
+/// from a damaged file keeps only rows whose bytes are exactly what was written.
+func rowChecksum(idHigh: Int64, idLow: Int64, kind: Int64, device: String?, sequence: Int64?, createdAt: Int64,
+                 topic: String, payload: [UInt8]) -> Int64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+    }
+    func mix(_ v: Int64) { withUnsafeBytes(of: v.littleEndian) { mix($0) } }
+    mix(idHigh); mix(idLow); mix(kind); mix(createdAt); mix(sequence ?? -1)
+    mix(device.map { Array($0.utf8) } ?? [0xFF]); mix([0]); mix(topic.utf8); mix([0]); mix(payload)
+    return Int64(bitPattern: h)
 }

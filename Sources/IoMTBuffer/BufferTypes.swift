@@ -28,6 +28,7 @@ public struct StoredMessage: Hashable, Sendable {
     /// True for message rows at or below the `liveAfter` boundary of the lease call.
     public var isBacklog: Bool
 
+    /// Creates a stored message (the buffer makes these; public for tests and fakes).
     public init(token: BufferToken, message: OutgoingMessage, isBacklog: Bool) {
         self.token = token
         self.message = message
@@ -37,11 +38,15 @@ public struct StoredMessage: Hashable, Sendable {
 
 /// One reading that was not (or is no longer) stored, for loss accounting.
 public struct LostReading: Hashable, Sendable {
+    /// The device whose reading was lost.
     public var deviceID: String
+    /// The sequence number the lost reading had (or would have had).
     public var sequence: UInt64
     public var reason: LossReason
+    /// When the loss was decided.
     public var at: Timestamp
 
+    /// Describes one lost reading.
     public init(deviceID: String, sequence: UInt64, reason: LossReason, at: Timestamp) {
         self.deviceID = deviceID
         self.sequence = sequence
@@ -65,6 +70,7 @@ public struct AppendOutcome: Hashable, Sendable {
     /// recorded as a gap; they appear only in `rejectedIndices`.
     public var losses: [LostReading]
 
+    /// Creates an outcome (the buffer makes these; public for tests and fakes).
     public init(rowIDs: [Int64?], rejectedIndices: [Int], evicted: [LostReading], losses: [LostReading]) {
         self.rowIDs = rowIDs
         self.rejectedIndices = rejectedIndices
@@ -82,6 +88,7 @@ public struct BufferStats: Hashable, Sendable {
     public var messageCount: Int
     /// Logical size of the stored messages (see `SQLiteBuffer.perRowOverhead`).
     public var bytes: Int64
+    /// The configured limit on `bytes`.
     public var maxBytes: Int64
     /// `createdAt` of the oldest stored message (by insertion order), nil when empty.
     public var oldestCreatedAt: Timestamp?
@@ -91,7 +98,9 @@ public struct BufferStats: Hashable, Sendable {
     public var gapRowsPending: Int
     /// Readings lost per device since the database was created.
     public var lostByDevice: [String: UInt64]
+    /// Sum of `lostByDevice`.
     public var totalLost: UInt64
+    /// The database file.
     public var databasePath: String
     /// Size of the database file plus its WAL on disk.
     public var databaseFileBytes: Int64

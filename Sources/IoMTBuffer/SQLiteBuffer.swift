@@ -35,6 +35,8 @@ public actor SQLiteBuffer {
     /// Rows (device states, gap rows, messages) copied out of the corrupt database.
     public nonisolated let salvagedRowCount: Int
 
+    /// The dedicated storage thread: every actor-isolated method (and so every SQLite call)
+    /// runs there, never on the cooperative pool.
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         executor.asUnownedSerialExecutor()
     }
@@ -155,6 +157,11 @@ public actor SQLiteBuffer {
     /// Test hook: true when called on the dedicated storage thread (not the cooperative pool).
     func _isOnStorageThread() -> Bool {
         executor.isIsolatingCurrentContext() == true
+    }
+
+    /// Test hook: `PRAGMA query_only`, to make every write fail with `SQLITE_READONLY`.
+    func _setQueryOnly(_ on: Bool) throws(BufferError) {
+        try store.setQueryOnly(on)
     }
 
     /// Test hook: caps the database size in pages (`PRAGMA max_page_count`) to provoke `SQLITE_FULL`.

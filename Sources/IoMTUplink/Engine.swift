@@ -11,7 +11,26 @@ enum RawEvent: Sendable {
     case connack(reasonCode: Int32, flags: Int32)
     case published(mid: Int32, reasonCode: Int32)
     case disconnect(rc: Int32)
-    case log(level: Int32, message: String)
+    /// An error/warning log line; with OpenSSL errors, the `SSL*`'s X509 verify result then.
+    case log(level: Int32, message: String, verifyResult: Int?)
+}
+
+/// `SSL_get_verify_result` from the libssl that libmosquitto already loaded, looked up at run
+/// time (IoMTUplink does not link OpenSSL itself). Needed to tell an expired certificate from an
+/// unknown CA: libmosquitto only logs OpenSSL's generic "certificate verify failed"
+/// (lib/net_mosq.c `net__print_ssl_error`), and when the handshake fails inside
+/// `mosquitto_connect` it frees the `SSL*` right after logging (`net__socket_connect_step3` →
+/// `net__socket_close`). Stored as an address (an Int is Sendable).
+private let sslGetVerifyResultAddress: Int = {
+    guard let h = dlopen(nil, RTLD_LAZY), let sym = dlsym(h, "SSL_get_verify_result") else { return 0 }
+    return Int(bitPattern: sym)
+}()
+
+/// The X509 verify result (X509_V_OK = 0) of an `SSL*` from `mosquitto_ssl_get`.
+func sslVerifyResult(_ ssl: UnsafeMutableRawPointer) -> Int? {
+    guard let raw = UnsafeRawPointer(bitPattern: sslGetVerifyResultAddress) else { return nil }
+    typealias Fn = @convention(c) (UnsafeMutableRawPointer?) -> Int
+    return unsafeBitCast(raw, to: Fn.self)(ssl)
 }
 
 /// Reached from libmosquitto callbacks through the `obj`/userdata pointer. Callbacks run on the
@@ -37,17 +56,25 @@ private let onPublish: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?,
 private let onDisconnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, OpaquePointer?) -> Void = {
     _, obj, rc, _ in inbox(obj)?.hand(.disconnect(rc: rc))
 }
+/// Hands over error/warning lines. For an OpenSSL error it also copies the verify result of the
+/// still-alive `SSL*`: it is freed as soon as this callback returns (see `sslVerifyResult`), so
+/// this is the only moment the fact exists. No other logic.
 private let onLog: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?) -> Void = {
-    _, obj, level, msg in
+    mosq, obj, level, msg in
     guard level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING) != 0, let msg else { return }
-    inbox(obj)?.hand(.log(level: level, message: String(cString: msg)))
+    let message = String(cString: msg)
+    var verify: Int? = nil
+    if message.hasPrefix("OpenSSL Error"), let mosq, let ssl = mosquitto_ssl_get(mosq) {
+        verify = sslVerifyResult(ssl)
+    }
+    inbox(obj)?.hand(.log(level: level, message: message, verifyResult: verify))
 }
 
 /// Owns the `mosquitto*` handle and the loop thread.
 ///
 /// `@unchecked Sendable`, and why that is sound: the stored properties are either immutable
 /// (`config`, `mosq`, the wake pipe, `callbacks`, `continuation` — the latter two Sendable) or inside
-/// `state: Mutex`. The raw `mosquitto*` is used from two kinds of threads:
+/// a `Mutex` (`state`, `qos0Pending`). The raw `mosquitto*` is used from two kinds of threads:
 /// - the loop thread: `mosquitto_connect_bind_v5`, `mosquitto_loop`, `mosquitto_ssl_get`;
 /// - caller threads: `mosquitto_publish_v5` and `mosquitto_disconnect_v5` only.
 /// libmosquitto 2.0 (built WITH_THREADING on Debian) protects what those share with its own
@@ -55,7 +82,10 @@ private let onLog: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int
 /// `state_mutex`, `mid_mutex`), exactly as in its supported "publish from any thread while
 /// `mosquitto_loop_start` runs" usage. With `mosquitto_threaded_set(true)` a publish from a
 /// caller thread only queues the packet and wakes the loop through the socket pair
-/// (lib/packet_mosq.c `packet__queue`); it never writes the socket itself. Everything else
+/// (lib/packet_mosq.c `packet__queue`); it never writes the socket itself. (`mosquitto__connect_init`
+/// sets host and quota fields without a lock while a publish may run; `message__reconnect_reset`
+/// then recomputes the quota under `msgs_out.mutex` — the same interleaving libmosquitto's own
+/// `mosquitto_loop_start` reconnects have.) Everything else
 /// (setup in `init`, `mosquitto_destroy` in `deinit`) happens with no other thread running.
 final class Engine: @unchecked Sendable {
     struct State {
@@ -74,6 +104,8 @@ final class Engine: @unchecked Sendable {
     let wakeFD: Int32
     let wakeWriteFD: Int32
     let state = Mutex(State())
+    /// QoS 0 mids whose "written" callback must not be reported as an acknowledgement.
+    let qos0Pending = Mutex<Set<Int32>>([])
 
     init(config: UplinkConfig, continuation: AsyncStream<MQTTEvent>.Continuation) throws(UplinkError) {
         self.config = config
@@ -141,6 +173,23 @@ final class Engine: @unchecked Sendable {
             }
             try check(rc, "Last Will")
         }
+        if !cleanStart && config.protocolVersion == .v5 && config.sessionExpiry > 0 {
+            // Store the CONNECT properties in the instance without connecting: in libmosquitto
+            // 2.0.11 `mosquitto_connect_bind_v5` (lib/connect.c) copies `properties` into
+            // `mosq->connect_properties` BEFORE `mosquitto__connect_init` validates the port, so
+            // port -1 returns MOSQ_ERR_INVAL with the properties kept; every later
+            // `mosquitto_connect_bind_async` / reconnect sends them. (There is no async v5
+            // connect taking properties.) The broker-restart and reconnect tests fail if the
+            // Session Expiry does not reach the broker (Session Present would be 0).
+            var props: OpaquePointer? = nil
+            defer { mosquitto_property_free_all(&props) }
+            try check(mosquitto_property_add_int32(&props, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), config.sessionExpiry),
+                      "session expiry property")
+            let rc = mosquitto_connect_bind_v5(m, "localhost", -1, config.keepalive, nil, props)
+            guard rc == MOSQ_ERR_INVAL.rawValue else {
+                throw .invalidConfiguration("storing CONNECT properties: unexpected \(String(cString: mosquitto_strerror(rc)))")
+            }
+        }
         mosquitto_connect_v5_callback_set(m, onConnect)
         mosquitto_publish_v5_callback_set(m, onPublish)
         mosquitto_disconnect_v5_callback_set(m, onDisconnect)
@@ -186,9 +235,33 @@ final class Engine: @unchecked Sendable {
                 }
             }
         }
-        var mid: Int32 = 0
-        let rc = payload.withUnsafeBytes { buf in
-            mosquitto_publish_v5(mosq, &mid, topic, Int32(buf.count), buf.baseAddress, qos.rawValue, retain, props)
+        func send() -> (rc: Int32, mid: Int32) {
+            var mid: Int32 = 0
+            let rc = payload.withUnsafeBytes { buf in
+                mosquitto_publish_v5(mosq, &mid, topic, Int32(buf.count), buf.baseAddress, qos.rawValue, retain, props)
+            }
+            return (rc, mid)
+        }
+        let (rc, mid): (Int32, Int32)
+        if qos == .atMostOnce {
+            // libmosquitto calls on_publish_v5 for QoS 0 once the PUBLISH is WRITTEN
+            // (lib/packet_mosq.c `packet__write`), with reason 0: that is no acknowledgement.
+            // Remember the mid (under the lock, held across the call, so the loop thread cannot
+            // look before it is recorded) and let the loop thread swallow that callback.
+            (rc, mid) = qos0Pending.withLock { pending in
+                let r = send()
+                if r.rc == MOSQ_ERR_SUCCESS.rawValue { pending.insert(r.mid) }
+                return r
+            }
+        } else {
+            (rc, mid) = send()
+        }
+        // QoS 1/2 while disconnected: libmosquitto 2.0.11 (lib/actions.c, lib/messages_mosq.c
+        // `message__release_to_inflight`) has already appended the message to `msgs_out` and set
+        // its state before `send__publish` fails with MOSQ_ERR_NO_CONN; `message__reconnect_reset`
+        // + `message__retry_check` send it after the next CONNACK. So NO_CONN means "queued".
+        if rc == MOSQ_ERR_NO_CONN.rawValue && qos != .atMostOnce && mid != 0 {
+            return mid
         }
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             throw .publishRejected(detail: "topic '\(topic)', \(payload.count) bytes, QoS \(qos.rawValue): \(String(cString: mosquitto_strerror(rc)))")
@@ -196,7 +269,10 @@ final class Engine: @unchecked Sendable {
         return mid
     }
 
-    func stop() async {
+    /// Sets the stop flag, queues DISCONNECT and wakes the loop thread. Returns whether the loop
+    /// thread was started (and so must be waited for).
+    @discardableResult
+    func requestStop() -> Bool {
         let (wasStarted, firstStop) = state.withLock { s -> (Bool, Bool) in
             let first = !s.stopRequested
             s.stopRequested = true
@@ -204,14 +280,20 @@ final class Engine: @unchecked Sendable {
         }
         guard wasStarted else {
             if firstStop { continuation.finish() }
-            return
+            return false
         }
         if firstStop {
             // Queues DISCONNECT (reason 0x00) and wakes the loop's select via the socket pair;
-            // MOSQ_ERR_NO_CONN when not connected, which is fine: the wake pipe wakes the backoff wait.
+            // MOSQ_ERR_NO_CONN when not connected, which is fine: the wake pipe wakes the backoff
+            // wait, and the loop thread itself disconnects if it connected meanwhile.
             _ = mosquitto_disconnect_v5(mosq, Int32(MQTT_RC_NORMAL_DISCONNECTION.rawValue), nil)
             wake()
         }
+        return true
+    }
+
+    func stop() async {
+        guard requestStop() else { return }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { s -> Bool in
                 if s.exited { return true }

@@ -6,18 +6,6 @@ import Glibc
 import Musl
 #endif
 
-/// `SSL_get_verify_result` from the libssl that libmosquitto already loaded, looked up at run
-/// time (IoMTUplink does not link OpenSSL itself). Used only after a failed handshake, to tell
-/// an expired certificate from an unknown CA: libmosquitto logs only OpenSSL's generic
-/// "certificate verify failed" (lib/net_mosq.c `net__print_ssl_error`) but keeps the `SSL*`
-/// (returned by `mosquitto_ssl_get`) until the next connect. Stored as an address (Sendable).
-private let sslGetVerifyResultAddress: Int = {
-    guard let h = dlopen(nil, RTLD_LAZY), let sym = dlsym(h, "SSL_get_verify_result") else { return 0 }
-    return Int(bitPattern: sym)
-}()
-
-private typealias SSLGetVerifyResult = @convention(c) (OpaquePointer?) -> Int
-
 // OpenSSL X509_V_ERR_* values (x509_vfy.h), stable across 1.1 and 3.x.
 private let x509CertNotYetValid = 9, x509CertHasExpired = 10
 private let x509UnknownCAErrors: Set<Int> = [2, 18, 19, 20, 21]
@@ -47,11 +35,6 @@ extension Engine {
         var index = 0
         var failures = 0
         var sessionReset = false
-        var connectProps: OpaquePointer? = nil
-        defer { mosquitto_property_free_all(&connectProps) }
-        if config.protocolVersion == .v5 && config.sessionExpiry > 0 {
-            _ = mosquitto_property_add_int32(&connectProps, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), config.sessionExpiry)
-        }
 
         while !stopRequested {
             let broker = brokers[index]
@@ -66,7 +49,7 @@ extension Engine {
                 }
                 sessionReset = true
             }
-            switch runConnection(mosq, inbox: callbacks, broker: broker, properties: connectProps, resetOnly: false) {
+            switch runConnection(mosq, inbox: callbacks, broker: broker, resetOnly: false) {
             case .stopped:
                 return
             case .failed(let error):
@@ -96,7 +79,7 @@ extension Engine {
         } catch {
             return error
         }
-        switch runConnection(r, inbox: inbox, broker: broker, properties: nil, resetOnly: true) {
+        switch runConnection(r, inbox: inbox, broker: broker, resetOnly: true) {
         case .failed(let e): return e
         case .lost, .stopped: return nil
         }
@@ -105,13 +88,18 @@ extension Engine {
     /// Connects `m` to `broker` and drives it with `mosquitto_loop` until the connection ends.
     /// With `resetOnly`, disconnects right after a successful CONNACK and reports nothing.
     private func runConnection(_ m: OpaquePointer, inbox: CallbackInbox, broker: BrokerAddress,
-                               properties: OpaquePointer?, resetOnly: Bool) -> ConnectionOutcome {
+                               resetOnly: Bool) -> ConnectionOutcome {
         _ = inbox.drain()
         if stopRequested { return .stopped }
         errno = 0
-        var rc = mosquitto_connect_bind_v5(m, broker.host, Int32(broker.port), config.keepalive, nil, properties)
+        // Non-blocking TCP connect (only the DNS lookup blocks): a SYN black hole must not stall
+        // failover for the kernel's ~2 min; `connectTimeout` bounds TCP + TLS + CONNACK in the
+        // loop below. The CONNECT properties (Session Expiry) were stored in the instance by
+        // `Engine.configure`; `mosquitto__reconnect` sends `mosq->connect_properties`.
+        var rc = mosquitto_connect_bind_async(m, broker.host, Int32(broker.port), config.keepalive, nil)
         let connectErrno = errno
         var logs: [String] = []
+        var verifyResults: [Int] = []
         var connackError: UplinkError? = nil
         var connected = false
         var disconnectIssued = false
@@ -123,8 +111,10 @@ extension Engine {
         func process(_ events: [RawEvent]) {
             for e in events {
                 switch e {
-                case .log(_, let msg):
+                case .log(_, let msg, let verify):
+                    if logs.count >= 32 { logs.removeFirst() }  // only recent lines matter for diagnosis
                     logs.append(msg)
+                    if let verify { verifyResults.append(verify) }
                 case .connack(let reason, let flags):
                     if reason == 0 {
                         connected = true
@@ -134,6 +124,7 @@ extension Engine {
                     }
                 case .published(let mid, let reason):
                     if resetOnly { break }
+                    if qos0Pending.withLock({ $0.remove(mid) != nil }) { break }  // QoS 0 written, not acked
                     if reason >= 0x80 {
                         emit(.refused(mid: mid, reason: RefusalReason(code: reason)))
                     } else {
@@ -146,7 +137,7 @@ extension Engine {
         }
         process(inbox.drain())
         if rc != MOSQ_ERR_SUCCESS.rawValue {
-            return .failed(connectFailure(m, broker, rc, errnoValue: connectErrno, logs: logs))
+            return .failed(connectFailure(m, broker, rc, errnoValue: connectErrno, logs: logs, verifyResults: verifyResults))
         }
 
         while true {
@@ -155,6 +146,9 @@ extension Engine {
                 stopDeadline = clock.now.advanced(by: .seconds(2))
                 _ = mosquitto_disconnect_v5(m, Int32(MQTT_RC_NORMAL_DISCONNECTION.rawValue), nil)
             }
+            // mosquitto_loop blocks in select() on the socket and libmosquitto's wake-up socket
+            // pair (written by publish/disconnect from other threads). The 1 s cap lets it run
+            // its keepalive bookkeeping (PINGREQ, `mosquitto_loop_misc`) and bounds the connect.
             var timeoutMs: Int32 = 1000
             if !connected {
                 let left = connectDeadline - clock.now
@@ -170,10 +164,10 @@ extension Engine {
             if rc != MOSQ_ERR_SUCCESS.rawValue {
                 if !connected {
                     if stopRequested { return .stopped }
-                    return .failed(connectFailure(m, broker, rc, errnoValue: loopErrno, logs: logs))
+                    return .failed(connectFailure(m, broker, rc, errnoValue: loopErrno, logs: logs, verifyResults: verifyResults))
                 }
                 if disconnectIssued {
-                    return resetOnly ? .lost(nil) : (stopRequested ? .lost(nil) : .lost(nil))
+                    return .lost(nil)  // our own DISCONNECT (stop, or the end of a session reset)
                 }
                 return .lost(lostFailure(broker, rc, errnoValue: loopErrno, disconnectRC: disconnectRC))
             }
@@ -208,7 +202,15 @@ extension Engine {
     }
 
     private func connectFailure(_ m: OpaquePointer, _ b: BrokerAddress, _ rc: Int32, errnoValue: Int32,
-                                logs: [String]) -> UplinkError {
+                                logs: [String], verifyResults: [Int]) -> UplinkError {
+        // A TLS alert from the broker about OUR certificate (with TLS 1.3 it arrives after the
+        // client considers the handshake done, so rc may be a plain read error).
+        if b.tls, let alert = logs.first(where: {
+            $0.contains("alert certificate required") || $0.contains("alert bad certificate")
+                || $0.contains("alert unknown ca") || $0.contains("alert certificate unknown")
+        }) {
+            return .tlsClientCertificateRejected(broker: b, detail: alert)
+        }
         switch rc {
         case MOSQ_ERR_ERRNO.rawValue:
             if errnoValue == ECONNREFUSED { return .connectionRefused(broker: b) }
@@ -217,15 +219,13 @@ extension Engine {
             }
             return .network(broker: b, detail: String(cString: strerror(errnoValue)))
         case MOSQ_ERR_EAI.rawValue:
-            return .dnsFailure(broker: b, detail: "getaddrinfo failed")
+            // lib/net_mosq.c `net__try_connect_tcp` puts getaddrinfo's code in errno.
+            return .dnsFailure(broker: b, detail: String(cString: gai_strerror(errnoValue)))
         case MOSQ_ERR_TLS.rawValue, MOSQ_ERR_TLS_HANDSHAKE.rawValue:
             if logs.contains(where: { $0.contains("host name verification failed") }) {
                 return .tlsHostnameMismatch(broker: b)
             }
-            if sslGetVerifyResultAddress != 0, let ssl = mosquitto_ssl_get(m),
-               let raw = UnsafeRawPointer(bitPattern: sslGetVerifyResultAddress) {
-                let f = unsafeBitCast(raw, to: SSLGetVerifyResult.self)
-                let v = f(OpaquePointer(ssl))
+            if let v = verifyResults.last(where: { $0 != 0 }) ?? (mosquitto_ssl_get(m).flatMap { sslVerifyResult($0) }) {
                 if v == x509CertHasExpired || v == x509CertNotYetValid { return .tlsCertificateExpired(broker: b) }
                 if x509UnknownCAErrors.contains(v) { return .tlsUnknownCA(broker: b) }
             }
@@ -255,16 +255,11 @@ extension Engine {
         return .connectionLost(broker: b, detail: String(cString: mosquitto_strerror(rc)))
     }
 
-    /// Full-jitter exponential backoff: uniform in [min, min(max, min * 2^failures)]. Blocks on
-    /// the wake pipe (woken by `stop()`), not a sleep loop.
+    /// Waits the full-jitter backoff delay (``backoffDelay(failures:min:max:)``). Blocks on the
+    /// wake pipe (woken by `stop()`), not a sleep loop.
     private func waitBackoff(failures: Int) {
-        let minMs = Double(config.reconnectMinDelay.components.seconds) * 1000
-            + Double(config.reconnectMinDelay.components.attoseconds) / 1e15
-        let maxMs = Double(config.reconnectMaxDelay.components.seconds) * 1000
-            + Double(config.reconnectMaxDelay.components.attoseconds) / 1e15
-        let upper = min(maxMs, minMs * Double(1 << min(failures, 30)))
-        let delay = upper > minMs ? Double.random(in: minMs...upper) : minMs
-        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(delay)))
+        let delay = backoffDelay(failures: failures, min: config.reconnectMinDelay, max: config.reconnectMaxDelay)
+        let deadline = ContinuousClock.now.advanced(by: delay)
         while !stopRequested {
             let left = deadline - ContinuousClock.now
             let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
@@ -278,4 +273,15 @@ extension Engine {
             // n == 0: deadline reached (checked above); n < 0: EINTR, wait for the rest.
         }
     }
+}
+
+/// Full-jitter exponential backoff: after `failures` consecutive failures, a uniformly random
+/// delay in `min ... min(max, min * 2^failures)` (so `min` after a lost connection, and never
+/// more than `max`).
+func backoffDelay(failures: Int, min minDelay: Duration, max maxDelay: Duration) -> Duration {
+    let minMs = Double(minDelay.components.seconds) * 1000 + Double(minDelay.components.attoseconds) / 1e15
+    let maxMs = Double(maxDelay.components.seconds) * 1000 + Double(maxDelay.components.attoseconds) / 1e15
+    let upper = Swift.min(maxMs, minMs * Double(1 << Swift.min(Swift.max(failures, 0), 30)))
+    let ms = upper > minMs ? Double.random(in: minMs...upper) : minMs
+    return .microseconds(Int64(ms * 1000))
 }

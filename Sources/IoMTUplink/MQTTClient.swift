@@ -6,17 +6,26 @@ import Glibc
 import Musl
 #endif
 
-/// `mosquitto_lib_init` exactly once per process. A global `let` is initialised lazily and
-/// thread-safely by the Swift runtime (`swift_once`), and `mosquitto_lib_init` itself is
-/// documented as thread-safe in libmosquitto 2.0 (lib/mosquitto.c guards it with a counter).
+/// `mosquitto_lib_init` exactly once per process. It is NOT thread-safe (lib/mosquitto.c: an
+/// unguarded `init_refcount`; two racing first calls would run `net__init` twice and replace
+/// the SSL ex-data index libmosquitto's certificate-verify callback uses). A global `let` is
+/// initialised lazily and thread-safely by the Swift runtime (`swift_once`), so every user in
+/// the process — this module and IoMTTestSupport — must go through ``initialiseLibmosquitto()``.
 private let libmosquittoInitialised: Int32 = mosquitto_lib_init()
+
+/// Initialises libmosquitto once per process (thread-safe); returns its result code
+/// (MOSQ_ERR_SUCCESS = 0). Call before any other libmosquitto function outside ``MQTTClient``.
+@discardableResult
+public func initialiseLibmosquitto() -> Int32 { libmosquittoInitialised }
 
 /// MQTT client for the forwarder, over one `mosquitto*` instance driven by a dedicated thread.
 ///
 /// ## Threading
-/// A dedicated OS thread (not `mosquitto_loop_start`) runs `mosquitto_connect_bind_v5` and a
-/// blocking `mosquitto_loop` (select on the socket and libmosquitto's wake-up socket pair), and
-/// between attempts waits in `poll` on a self-pipe with a timeout (the backoff). Why not
+/// A dedicated OS thread (not `mosquitto_loop_start`) runs `mosquitto_connect_bind_async`
+/// (non-blocking TCP connect; only DNS blocks) and a blocking `mosquitto_loop` (select on the
+/// socket and libmosquitto's wake-up socket pair) until CONNACK or ``UplinkConfig/connectTimeout``
+/// and then for the life of the connection; between attempts it waits in `poll` on a self-pipe
+/// with a timeout (the backoff), which `stop()` wakes. Why not
 /// `mosquitto_loop_start`: its thread reconnects by itself with `mosquitto_reconnect` to the SAME
 /// host with libmosquitto's own backoff, which gives neither failover round-robin, nor full
 /// jitter, nor a connect timeout, nor a place to classify errors. Owning the thread makes the
@@ -26,6 +35,9 @@ private let libmosquittoInitialised: Int32 = mosquitto_lib_init()
 /// - `mosquitto_publish_v5` (lib/actions.c) queues every QoS 1/2 message in `msgs_out` even
 ///   while disconnected, and beyond the broker's Receive Maximum (held in state "invalid" until
 ///   quota is free, lib/messages_mosq.c `message__release_to_inflight`). The queue is not capped.
+///   While disconnected, `mosquitto_publish_v5` returns MOSQ_ERR_NO_CONN for QoS 1/2 although
+///   the message IS queued (it is appended before `send__publish` fails); ``publish(topic:payload:qos:retain:userProperties:)``
+///   therefore treats NO_CONN as success for QoS > 0.
 /// - `mosquitto_connect*` (lib/connect.c `mosquitto__connect_init`) only replaces host/port and
 ///   keepalive; `mosquitto__reconnect` calls `message__reconnect_reset` (lib/messages_mosq.c),
 ///   which keeps every queued message and resets QoS 1 to "publish", QoS 2 awaiting PUBREC to
@@ -45,8 +57,9 @@ private let libmosquittoInitialised: Int32 = mosquitto_lib_init()
 /// got PUBREC but never PUBREL. A new QoS 2 PUBLISH reusing such an id would be taken for a
 /// retransmission of the old one and dropped (MQTT 5.0 §4.3.3 / §4.4): silent loss.
 ///
-/// Decision: the FIRST connect of each process discards any old session, every later connect of
-/// the process resumes the session. `clean_start` is fixed per `mosquitto*` at `mosquitto_new`,
+/// Decision: the FIRST connect of each `MQTTClient` (each `mosquitto*`, hence each packet-id
+/// counter: per process, and again if the agent recreates the client) discards any old session;
+/// every later connect of that client resumes the session. `clean_start` is fixed per `mosquitto*` at `mosquitto_new`,
 /// and `mosquitto_reinitialise` would throw away messages already queued by the caller, so the
 /// client uses a short-lived second instance: before the main instance's first CONNECT it
 /// connects a throwaway instance with the same client id, Clean Start = 1 and (MQTT 5) Session
@@ -57,7 +70,17 @@ private let libmosquittoInitialised: Int32 = mosquitto_lib_init()
 /// complete QoS 2 exchanges exactly once. Anything the old process had not seen acknowledged is
 /// still in the agent's durable buffer and is republished with the same reading id.
 /// The broker list is assumed to be one cluster sharing sessions: the reset is done once per
-/// process, on whichever node answers first.
+/// client, on whichever node answers first.
+///
+/// Observed with mosquitto 2.0.11 (test `newProcessSessionResetAvoidsQoS2PacketIdCollision`,
+/// run once with the reset disabled): a QoS 2 message queued before the first CONNACK got packet
+/// id 1, collided with the old session's pending id 1, and was neither delivered nor completed
+/// (the client waited for ever). When the publish came after the CONNACK instead, mosquitto's
+/// content check (src/handle_publish.c, "Reused message ID ... detected") let it through: the
+/// outcome depends on packet ordering and on the broker, so it must not be left to chance.
+///
+/// The reset instance carries no Will. If the session expires or the broker loses it anyway,
+/// see ``MQTTEvent/connected(broker:sessionPresent:)`` for what the forwarder must do.
 public final class MQTTClient: Sendable {
     /// The event stream. Single consumer; buffered without limit (events are small and the
     /// consumer is the forwarder, which must see every acknowledgement).
@@ -83,7 +106,12 @@ public final class MQTTClient: Sendable {
     /// matched later by ``MQTTEvent/acknowledged(mid:reasonCode:)`` or
     /// ``MQTTEvent/refused(mid:reason:)``. Works while disconnected: QoS 1/2 messages wait in
     /// libmosquitto's queue and go out after the next CONNACK. QoS 0 while disconnected fails with
-    /// ``UplinkError/publishRejected(detail:)`` (nothing would be sent).
+    /// ``UplinkError/publishRejected(detail:)`` (nothing would be sent). QoS 0 gets no
+    /// acknowledgement event at all (fire and forget): do not use it for readings.
+    ///
+    /// Message ids are libmosquitto's 16-bit packet ids (1...65535, wrapping; lib/util_mosq.c
+    /// `mosquitto__mid_generate` does not skip ids still in flight): keep fewer than 65535
+    /// messages unacknowledged (the forwarder's in-flight window) so a mid is unambiguous.
     ///
     /// `userProperties` are sent as MQTT 5 User Properties (MQTT 5.0 §3.3.2.3.7), in order, e.g.
     /// `("reading-id", id.description)`. With ``MQTTProtocolVersion/v311`` they are SILENTLY NOT
@@ -101,5 +129,11 @@ public final class MQTTClient: Sendable {
     /// remain in the agent's durable buffer. Idempotent.
     public func stop() async {
         await engine.stop()
+    }
+
+    /// Releasing a started client without `stop()` still ends its loop thread (it disconnects
+    /// cleanly in the background), but nobody waits for it: call `stop()`.
+    deinit {
+        engine.requestStop()
     }
 }

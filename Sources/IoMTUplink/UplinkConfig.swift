@@ -178,3 +178,14 @@ public struct UplinkConfig: Sendable {
         if let w = will, w.topic.isEmpty { throw .invalidConfiguration("Last Will topic is empty") }
     }
 }
+
+extension UplinkConfig: CustomStringConvertible, CustomDebugStringConvertible {
+    /// For logs: never contains the password.
+    public var description: String {
+        "UplinkConfig(brokers: \(brokers.map(\.description)), clientID: \(clientID), protocol: \(protocolVersion), "
+            + "username: \(username ?? "-"), password: \(password == nil ? "-" : "<redacted>"), caFile: \(caFile ?? "-"), "
+            + "certFile: \(certFile ?? "-"), keepalive: \(keepalive)s, sessionExpiry: \(sessionExpiry)s, "
+            + "reconnect: \(reconnectMinDelay)...\(reconnectMaxDelay), will: \(will?.topic ?? "-"))"
+    }
+    public var debugDescription: String { description }
+}

@@ -24,6 +24,9 @@ public enum UplinkError: Error, Sendable, Hashable, CustomStringConvertible {
     case tlsUnknownCA(broker: BrokerAddress)
     /// The server certificate has expired or is not yet valid.
     case tlsCertificateExpired(broker: BrokerAddress)
+    /// The broker rejected our client certificate (mutual TLS): none given, or not signed by a CA
+    /// the broker trusts (TLS alerts "certificate required", "bad certificate", "unknown ca").
+    case tlsClientCertificateRejected(broker: BrokerAddress, detail: String)
     /// Other TLS failure (handshake, protocol version, client certificate rejected), with OpenSSL's text.
     case tls(broker: BrokerAddress, detail: String)
     /// MQTT protocol error (malformed packet, unexpected packet, broker disconnect with a reason).
@@ -60,6 +63,8 @@ public enum UplinkError: Error, Sendable, Hashable, CustomStringConvertible {
             return "\(b): TLS certificate verification failed: the broker certificate is not signed by a CA in caFile; configure the right CA bundle."
         case .tlsCertificateExpired(let b):
             return "\(b): TLS certificate verification failed: the broker certificate has expired or is not yet valid; renew it (and check the gateway clock)."
+        case .tlsClientCertificateRejected(let b, let d):
+            return "\(b): the broker rejected the client certificate (\(d)); configure certFile/keyFile with a certificate issued by the broker's client CA."
         case .tls(let b, let d):
             return "\(b): TLS failure: \(d); check caFile/certFile/keyFile, that the port speaks TLS, and that the broker accepts TLS 1.2+."
         case .protocolError(let b, let d):

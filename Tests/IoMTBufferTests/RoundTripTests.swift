@@ -139,3 +139,50 @@ import Testing
         #expect(b.rowIDs[0]! > a.rowIDs.last!!)
     }
 }
+
+@Suite struct FailedWriteTests {
+    /// A failed ack (as under disk full in WAL mode) deletes nothing and keeps the tokens leased
+    /// (the forwarder retries the ack; releasing them would publish them again).
+    @Test func failedAckLosesNothingAndKeepsTheLease() async throws {
+        let dir = try TempDir(); defer { dir.remove() }
+        let buffer = try await openBuffer(dir.path("b.db"))
+        var f = MessageFactory()
+        _ = try await buffer.append(f.readings("dev-a", 1...5))
+        try await buffer.recordLosses([LostReading(deviceID: "dev-a", sequence: 6, reason: .storageError,
+                                                   at: Timestamp(millisecondsSinceEpoch: 0))])
+        let before = try await buffer.stats()
+        let leased = try await buffer.lease(limit: 10)
+        #expect(leased.count == 6)
+
+        try await buffer._setQueryOnly(true)
+        await #expect { try await buffer.ack(leased.map(\.token)) } throws: { e in
+            guard let e = e as? BufferError, case .readOnly = e else { return false }
+            return e.path == dir.path("b.db")
+        }
+        await #expect(throws: BufferError.self) { _ = try await buffer.append(f.readings("dev-a", 7...7)) }
+        var after = try await buffer.stats()
+        #expect(after.leasedCount == 6)
+        after.leasedCount = before.leasedCount
+        #expect(after == before)                                     // accounting restored
+        #expect(try await buffer.lease(limit: 10).isEmpty)             // still leased: not sent twice
+
+        try await buffer._setQueryOnly(false)
+        #expect(try await buffer.ack(leased.map(\.token)) == 6)
+        #expect(try await buffer.stats().messageCount == 0)
+    }
+}
+
+@Suite struct InstanceLockTests {
+    @Test func secondBufferOnTheSameFileIsBusyUntilTheFirstCloses() async throws {
+        let dir = try TempDir(); defer { dir.remove() }
+        let path = dir.path("b.db")
+        let first = try await openBuffer(path)
+        await #expect { _ = try await openBuffer(path) } throws: { e in
+            guard let e = e as? BufferError, case .busy = e else { return false }
+            return e.path == path && e.description.contains("another")
+        }
+        await first.close()
+        let second = try await openBuffer(path)
+        #expect(try await second.stats().messageCount == 0)
+    }
+}

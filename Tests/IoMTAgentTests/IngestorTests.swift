@@ -1,0 +1,87 @@
+import IoMTBuffer
+import IoMTCore
+import IoMTTestSupport
+import Logging
+import Testing
+@testable import IoMTAgent
+
+@Suite struct IngestorTests {
+    func reading(_ device: String, at ms: Int64) -> DeviceReading {
+        let t = Timestamp(millisecondsSinceEpoch: ms)
+        return DeviceReading(device: DeviceRef(id: device, profile: "thermometer", transport: .simulated),
+                             patientID: "P", measuredAt: t, receivedAt: t, timeQuality: .simulated,
+                             observations: [Observation(code: .bodyTemperature, value: .numeric(36.6), unit: .celsius)])
+    }
+
+    func makeIngestor(_ buffer: SQLiteBuffer, sequences: [String: UInt64] = [:], maxBatch: Int = 256) -> Ingestor {
+        Ingestor(store: buffer,
+                 settings: .init(gatewayID: "gw", topics: Topics(prefix: "iomt/gw"), maxDelay: .milliseconds(10), maxBatch: maxBatch),
+                 logger: Logger(label: "test"), initialSequences: sequences, onCommitted: {})
+    }
+
+    @Test func concurrentSubmitsAreDurableWithContiguousSequencesAndUniqueIds() async throws {
+        let dir = try TempDir()
+        let buffer = try await SQLiteBuffer(path: dir.file("b.db"), maxBytes: 64 << 20, onFull: .reject,
+                                            gatewayID: "gw", gapTopic: "iomt/gw/status/gaps")
+        let ingestor = makeIngestor(buffer, sequences: ["dev-b": 41])
+        let runner = Task { await ingestor.run() }
+        let outcomes = await withTaskGroup(of: (String, IngestOutcome).self) { group in
+            for i in 0..<600 {
+                let device = i % 2 == 0 ? "dev-a" : "dev-b"
+                group.addTask { (device, await ingestor.submit(reading(device, at: 1_764_093_159_000 + Int64(i)))) }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        runner.cancel()
+        await runner.value
+
+        var seqs: [String: [UInt64]] = [:]
+        var ids = Set<ReadingID>()
+        for (device, outcome) in outcomes {
+            guard case .accepted(let id, let seq) = outcome else { Issue.record("not accepted: \(outcome)"); continue }
+            seqs[device, default: []].append(seq)
+            ids.insert(id)
+        }
+        #expect(seqs["dev-a"]?.sorted() == Array(1...300))
+        #expect(seqs["dev-b"]?.sorted() == Array(42...341), "continues from the persisted high-water mark")
+        #expect(ids.count == 600)
+        // Accepted means committed: all 600 are in the file, and the sequences were persisted.
+        #expect(try await buffer.stats().messageCount == 600)
+        #expect(try await buffer.loadSequences() == ["dev-a": 300, "dev-b": 341])
+        let stored = try await buffer.lease(limit: 1000)
+        #expect(stored.allSatisfy { $0.message.topic.hasPrefix("iomt/gw/readings/dev-") })
+        await buffer.close()
+    }
+
+    @Test func rejectedReadingsUseUpTheirSequenceAndAreReportedLost() async throws {
+        let dir = try TempDir()
+        let buffer = try await SQLiteBuffer(path: dir.file("b.db"), maxBytes: 2000, onFull: .reject,
+                                            gatewayID: "gw", gapTopic: "iomt/gw/status/gaps")
+        let ingestor = makeIngestor(buffer, maxBatch: 1)
+        let runner = Task { await ingestor.run() }
+        var outcomes: [IngestOutcome] = []
+        for i in 0..<10 { outcomes.append(await ingestor.submit(reading("dev-a", at: Int64(i)))) }
+        runner.cancel()
+        await runner.value
+        let accepted = outcomes.filter { if case .accepted = $0 { true } else { false } }.count
+        #expect(accepted > 0 && accepted < 10)
+        #expect(outcomes.last == .lost(sequence: 10, reason: .bufferFullRejected))
+        let stats = try await buffer.stats()
+        #expect(stats.totalLost == UInt64(10 - accepted))
+        #expect(try await buffer.loadSequences()["dev-a"] == 10)
+    }
+}
+
+@Suite struct WireDetailsTests {
+    @Test func backlogMarkIsSplicedIntoJSONObjectsOnly() {
+        #expect(String(decoding: Forwarder.markBacklog(Array(#"{"a":1}"#.utf8)), as: UTF8.self) == #"{"backlog":true,"a":1}"#)
+        #expect(Forwarder.markBacklog(Array("[1]".utf8)) == Array("[1]".utf8))
+        #expect(Forwarder.markBacklog([]) == [])
+    }
+
+    @Test func deviceIdsAreSafeTopicLevels() {
+        #expect(Topics(prefix: "iomt/gw").readings(deviceID: "a/b+c#d\u{0}") == "iomt/gw/readings/a_b_c_d_")
+        #expect(Topics.level("") == "_")
+        #expect(Topics(prefix: "p").gaps == "p/status/gaps")
+    }
+}
