@@ -139,8 +139,9 @@ public struct ContecV7Decoder: StreamDecoder {
                     if pi != 0xFFFF { perfusionSupported = true }
                     assembler.add(frame(d, pi: pi), into: &events)
                 case 0x04:
-                    // Device id: 7 ASCII characters (headrotor: `04 80 F5 F3 E5 F2 A0 A0 A0` = "user   ").
-                    if let text = printable(d) { events.append(.info(.serialNumber(text))) }
+                    // Device id: 7 ASCII characters, set by the user (headrotor: `04 80 F5 F3 E5 F2 A0 A0 A0`
+                    // = "user   "): a name, not a serial number.
+                    if let text = printable(d) { events.append(.info(.deviceName(text))) }
                 case 0x02:
                     if let text = printable(d) { events.append(.info(.model(text))) }
                 default:

@@ -116,6 +116,8 @@ public struct DiscardReason: RawRepresentable, Hashable, Sendable, ExpressibleBy
 /// Facts a device reports about itself.
 public enum DeviceInfo: Hashable, Sendable {
     case serialNumber(String)
+    /// A user-settable device name (Contec "device id", e.g. `user`): not a serial number.
+    case deviceName(String)
     case firmware(String)
     case clock(DeviceDateTime)
     case recordCount(Int)

@@ -88,7 +88,8 @@ public struct SerialSource: ReadingSource {
         let memory = MemoryMarks()
         let store = c.watermarks
         let link = SerialLink(
-            port: c.port, profile: c.profile, lineSettings: c.lineSettings.map { [$0] } ?? c.profile.lineSettings,
+            port: c.port, profile: c.profile,
+            lineSettings: c.lineSettings.map { [$0] } ?? (c.profile.lineSettings.isEmpty ? [LineSettings(baud: 9600)] : c.profile.lineSettings),
             reconnectMinMilliseconds: c.reconnectMinMilliseconds, reconnectMaxMilliseconds: c.reconnectMaxMilliseconds,
             sysfs: c.sysfs, clock: clock,
             watermark: { serial in store?.load(serial: serial) ?? memory.marks.withLock { $0[serial] } })

@@ -151,7 +151,7 @@ struct ContecV7Tests {
         let (events, agree) = decodeAllWays(ContecV7Decoder(), bytes)
         #expect(agree)
         #expect(events.discardedBytes == 0)
-        #expect(events.contains(.info(.serialNumber("user"))))
+        #expect(events.contains(.info(.deviceName("user"))))
         #expect(events.readings.count == 1)
     }
 
