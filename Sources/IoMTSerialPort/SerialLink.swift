@@ -59,7 +59,17 @@ struct SerialLink: Sendable {
             switch port {
             case .path(let p): path = p
             case .usb(let m):
-                guard let found = sysfs.find(m) else {
+                // More than one match is refused, not resolved by picking one: readings must never
+                // be attributed to the wrong patient's device.
+                let matches = sysfs.devices().filter { $0.matches(m) }
+                if matches.count > 1 {
+                    let reason = "\(matches.count) USB serial devices match \(m) (\(matches.map(\.devicePath).joined(separator: ", "))); add the serial number to match, or use port"
+                    if reason != lastWaiting { emit(.waiting(reason: reason)); lastWaiting = reason }
+                    if !waitForChange(backoff, watch, wake) { return }
+                    backoff = min(backoff * 2, reconnectMaxMilliseconds)
+                    continue
+                }
+                guard let found = matches.first?.devicePath else {
                     let reason = "no USB serial device matches \(m)"
                     if reason != lastWaiting { emit(.waiting(reason: reason)); lastWaiting = reason }
                     if !waitForChange(backoff, watch, wake) { return }

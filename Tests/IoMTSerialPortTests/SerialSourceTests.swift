@@ -113,6 +113,34 @@ struct SerialSourceTests {
         }
     }
 
+    @Test("two devices match the same USB identity: neither is opened (no guessing which patient's device it is)")
+    func ambiguousMatch() async throws {
+        let root = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: root + "/dev", withIntermediateDirectories: true)
+        let fs = FakeSysfs(root: root)
+        try fs.add(tty: "ttyUSB0", vendor: "10c4", product: "ea60", serial: "0001", usbSerialPortDir: true)
+        try fs.add(tty: "ttyUSB1", vendor: "10c4", product: "ea60", serial: "0001", usbSerialPortDir: true)
+        let a = try PtyDevice(), b = try PtyDevice()
+        try a.link(at: root + "/dev/ttyUSB0")
+        try b.link(at: root + "/dev/ttyUSB1")
+        let pa = PtyPlayer(ContecLegacySimulator(), on: a), pb = PtyPlayer(ContecLegacySimulator(), on: b)
+        let source = SerialSource(configuration: .init(id: "ox-9", patientID: "P-9", profile: .contecLegacy,
+                                                       port: .usb(USBMatch(vendorID: 0x10c4, productID: 0xea60)),
+                                                       sysfs: SysfsScanner(root: root + "/sys", devRoot: root + "/dev")),
+                                  logger: testLogger)
+        let sink = CollectingSink()
+        let task = Task { try await source.run(into: sink) }
+        let refused = await eventually(10) {
+            if case .waiting(let reason) = source.status.link { reason.contains("2 USB serial devices match") } else { false }
+        }
+        try await Task.sleep(for: .milliseconds(1500))
+        task.cancel()
+        _ = await task.result
+        pa.stop(); pb.stop(); a.unplug(); b.unplug()
+        #expect(refused)
+        #expect(await sink.readings.isEmpty)
+    }
+
     @Test("OneTouch: download with device-corrected times; after a replug only the new record comes (watermark)")
     func oneTouchWatermark() async throws {
         let dir = temporaryDirectory()
