@@ -46,10 +46,24 @@ let package = Package(
             dependencies: ["IoMTCore", "CMosquitto", .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "IoMTSources", dependencies: ["IoMTCore"]),
+        // Serial medical devices (issue 4): pure decoders, then the termios/pty/sysfs side.
+        .target(name: "IoMTSerial", dependencies: ["IoMTCore"]),
+        .target(
+            name: "IoMTSerialPort",
+            dependencies: ["IoMTCore", "IoMTSerial", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Device simulators (frame encoders and pty players) for tests, benchmarks and fuzzing.
+        .target(name: "IoMTSerialSimulators", dependencies: ["IoMTCore", "IoMTSerial"]),
+        // libFuzzer target for the decoders: swift build -c release --sanitize=fuzzer --product iomt-serial-fuzz
+        .executableTarget(name: "iomt-serial-fuzz", dependencies: ["IoMTCore", "IoMTSerial"]),
+        // Decode throughput and the 8-oximeter CPU benchmark (BENCHMARKS.md).
+        .executableTarget(name: "iomt-serial-bench",
+                          dependencies: ["IoMTCore", "IoMTSerial", "IoMTSerialPort", "IoMTSerialSimulators",
+                                         .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "IoMTAgent",
             dependencies: [
-                "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources",
+                "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources", "IoMTSerialPort",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -67,11 +81,14 @@ let package = Package(
         .testTarget(name: "IoMTCoreTests", dependencies: ["IoMTCore"]),
         .testTarget(name: "IoMTConfigTests", dependencies: ["IoMTConfig"]),
         .testTarget(name: "IoMTSourcesTests", dependencies: ["IoMTSources"]),
+        .testTarget(name: "IoMTSerialTests", dependencies: ["IoMTSerial", "IoMTSerialSimulators"]),
+        .testTarget(name: "IoMTSerialPortTests",
+                    dependencies: ["IoMTSerialPort", "IoMTSerial", "IoMTSerialSimulators"]),
         .testTarget(name: "IoMTBufferTests", dependencies: ["IoMTBuffer", "IoMTTestSupport"]),
         .testTarget(name: "IoMTUplinkTests", dependencies: ["IoMTUplink", "IoMTTestSupport"]),
         .testTarget(
             name: "IoMTAgentTests",
-            dependencies: ["IoMTAgent", "IoMTTestSupport"],
+            dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators"],
             resources: []
         ),
     ]

@@ -22,12 +22,14 @@ public struct AgentConfig: Sendable, Equatable {
     public var output: Output
     /// `simulators`: simulated devices (may be empty).
     public var simulators: [Simulator]
+    /// `serial`: USB-serial medical devices (may be empty).
+    public var serial: [Serial]
 
     /// Creates a configuration from already validated parts (``parse(yaml:source:)`` is the
     /// checked way in).
     public init(gateway: Gateway, stateDir: String = AgentConfig.defaultStateDir, log: Log = Log(),
                 broker: Broker, buffer: Buffer = Buffer(), output: Output = Output(),
-                simulators: [Simulator] = []) {
+                simulators: [Simulator] = [], serial: [Serial] = []) {
         self.gateway = gateway
         self.stateDir = stateDir
         self.log = log
@@ -35,6 +37,7 @@ public struct AgentConfig: Sendable, Equatable {
         self.buffer = buffer
         self.output = output
         self.simulators = simulators
+        self.serial = serial
     }
 
     /// The default `state_dir`.
@@ -200,6 +203,98 @@ public struct AgentConfig: Sendable, Equatable {
             self.seed = seed
         }
     }
+}
+
+extension AgentConfig {
+    /// One entry of `serial`: a USB-serial medical device (issue 4).
+    public struct Serial: Sendable, Equatable {
+        /// Where the device is found: exactly one of `port` and `match`.
+        public enum Port: Sendable, Equatable {
+            /// `port`: an absolute path (`/dev/iomt/oximeter-1`, `/dev/serial/by-id/...`).
+            case path(String)
+            /// `match`: a USB identity read from sysfs.
+            case usb(vendorID: UInt16, productID: UInt16?, serial: String?)
+        }
+
+        /// `id`: the device id, unique among all devices (simulators too). Default
+        /// `serial-<profile>-<n>`, n the entry's position counting from 1.
+        public var id: String
+        /// `profile`: the device profile.
+        public var profile: SerialProfileName
+        /// `patient`: the patient id its readings carry. Non-empty.
+        public var patient: String
+        /// `port` or `match`.
+        public var port: Port
+        /// `baud`: overrides the profile's baud rate (one of ``Serial/supportedBauds``).
+        public var baud: Int?
+        /// `data_bits`: 5...8, overrides the profile's.
+        public var dataBits: Int?
+        /// `parity`: overrides the profile's.
+        public var parity: SerialParity?
+        /// `stop_bits`: 1 or 2, overrides the profile's.
+        public var stopBits: Int?
+        /// `rtscts`: hardware flow control, overrides the profile's (off for every built-in
+        /// profile). There is deliberately no XON/XOFF setting: it eats 0x11/0x13 data bytes.
+        public var hardwareFlowControl: Bool?
+        /// `reconnect_min_ms`: first reopen delay after an unplug, 10...60000. Default 250.
+        public var reconnectMinMilliseconds: Int
+        /// `reconnect_max_ms`: reopen back-off ceiling, `reconnect_min_ms`...600000. Default 5000.
+        public var reconnectMaxMilliseconds: Int
+        /// `line_profile`: with `profile: line`, the absolute path of a line profile file.
+        public var lineProfile: String?
+        /// The parsed `line_profile` file: set by ``AgentConfig/load(path:)`` (which reports its
+        /// problems with the rest); nil after ``AgentConfig/parse(yaml:source:)``, which reads no files.
+        public var lineProfileDocument: LineProfileDocument?
+
+        /// Baud rates `baud` accepts.
+        public static let supportedBauds = [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400]
+
+        /// Creates a serial entry; defaults as documented.
+        public init(id: String, profile: SerialProfileName, patient: String, port: Port, baud: Int? = nil,
+                    dataBits: Int? = nil, parity: SerialParity? = nil, stopBits: Int? = nil,
+                    hardwareFlowControl: Bool? = nil, reconnectMinMilliseconds: Int = 250,
+                    reconnectMaxMilliseconds: Int = 5000, lineProfile: String? = nil,
+                    lineProfileDocument: LineProfileDocument? = nil) {
+            self.id = id
+            self.profile = profile
+            self.patient = patient
+            self.port = port
+            self.baud = baud
+            self.dataBits = dataBits
+            self.parity = parity
+            self.stopBits = stopBits
+            self.hardwareFlowControl = hardwareFlowControl
+            self.reconnectMinMilliseconds = reconnectMinMilliseconds
+            self.reconnectMaxMilliseconds = reconnectMaxMilliseconds
+            self.lineProfile = lineProfile
+            self.lineProfileDocument = lineProfileDocument
+        }
+    }
+}
+
+/// A serial device profile (the same names as `IoMTSerial.SerialProfile.builtIn`).
+public enum SerialProfileName: String, Sendable, Equatable, CaseIterable {
+    /// Contec CMS50D+/E/F, old 5-byte streaming protocol (19200 8O1, then 4800 8N1).
+    case contecLegacy = "contec-cms50-legacy"
+    /// Contec CMS50D+ fw 4.6 / E / F, V7.0 command protocol (115200 8N1).
+    case contecV7 = "contec-cms50-v7"
+    /// Nonin data format #2 (9600 8N1).
+    case noninDF2 = "nonin-df2"
+    /// Nonin data format #7 (9600 8N1).
+    case noninDF7 = "nonin-df7"
+    /// Nonin data format #8 (9600 8N1).
+    case noninDF8 = "nonin-df8"
+    /// Masimo Rad-8 / Radical-7 ASCII 1 (9600 8N1).
+    case masimoASCII1 = "masimo-ascii1"
+    /// LifeScan OneTouch Ultra 2 record download (9600 8N1).
+    case oneTouchUltra2 = "onetouch-ultra2"
+    /// A declarative line profile file, named by `line_profile` (``LineProfileDocument``).
+    case line
+}
+
+/// `serial[].parity`.
+public enum SerialParity: String, Sendable, Equatable, CaseIterable {
+    case none, odd, even
 }
 
 /// `log.level`, the same names and order as swift-log's `Logger.Level`.

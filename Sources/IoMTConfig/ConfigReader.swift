@@ -120,7 +120,7 @@ struct ConfigReader {
             return "unknown key (did you mean '\(near)'?)"
         }
         // A key that belongs to another section.
-        let here = path.hasPrefix("simulators[") ? "simulators[]" : path
+        let here = withoutIndices(path)
         let elsewhere = Keys.allPaths.filter { candidate in
             let last = candidate.split(separator: ".").last.map(String.init) ?? candidate
             let parent = candidate.count > last.count ? String(candidate.dropLast(last.count + 1)) : ""
@@ -282,6 +282,16 @@ struct ConfigReader {
 }
 
 // MARK: - Helpers
+
+/// `serial[2].match` → `serial[].match`.
+func withoutIndices(_ path: String) -> String {
+    var out = ""
+    var skipping = false
+    for c in path {
+        if c == "[" { skipping = true; out.append("[") } else if c == "]" { skipping = false; out.append("]") } else if !skipping { out.append(c) }
+    }
+    return out
+}
 
 extension Node {
     var isMappingOrSequence: Bool {

@@ -21,7 +21,19 @@ extension AgentConfig {
         case .failure(let message):
             throw ConfigErrors([ConfigProblem(source: path, line: nil, keyPath: "", message: message.text)])
         }
-        return try parse(yaml: text, source: path)
+        var config = try parse(yaml: text, source: path)
+        // Line profile files named by serial entries: loaded now, so `config check` reports them.
+        var problems: [ConfigProblem] = []
+        for (i, entry) in config.serial.enumerated() {
+            guard let file = entry.lineProfile else { continue }
+            do {
+                config.serial[i].lineProfileDocument = try LineProfileDocument.load(path: file)
+            } catch {
+                problems += error.problems
+            }
+        }
+        if !problems.isEmpty { throw ConfigErrors(problems) }
+        return config
     }
 }
 

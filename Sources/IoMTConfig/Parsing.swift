@@ -32,7 +32,7 @@ extension AgentConfig {
 
 /// The keys each mapping accepts, in the order the documentation lists them.
 enum Keys {
-    static let top = ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators"]
+    static let top = ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators", "serial"]
     static let gateway = ["id"]
     static let log = ["level"]
     static let broker = ["url", "client_id", "protocol", "username", "password_file", "ca_file",
@@ -43,12 +43,16 @@ enum Keys {
                          "commit_max_batch"]
     static let output = ["format"]
     static let simulator = ["profile", "patient", "rate", "count", "id", "seed"]
+    static let serial = ["profile", "patient", "port", "match", "id", "baud", "data_bits", "parity", "stop_bits",
+                         "rtscts", "reconnect_min_ms", "reconnect_max_ms", "line_profile"]
+    static let serialMatch = ["vendor_id", "product_id", "serial"]
 
     /// Every known key path, for "did you mean" across sections.
     static let allPaths: [String] = top
         + gateway.map { "gateway.\($0)" } + log.map { "log.\($0)" } + broker.map { "broker.\($0)" }
         + buffer.map { "buffer.\($0)" } + output.map { "output.\($0)" }
         + simulator.map { "simulators[].\($0)" }
+        + serial.map { "serial[].\($0)" } + serialMatch.map { "serial[].match.\($0)" }
 }
 
 /// The configuration-specific rules: which keys exist, their types, ranges and defaults.
@@ -95,10 +99,11 @@ extension ConfigReader {
         }
 
         let simulators = buildSimulators(top)
+        let serial = buildSerial(top, simulatorIDs: simulators.map { Set($0.map(\.id)) } ?? [])
 
-        guard let gatewayID, let broker, let buffer, let simulators else { return nil }
+        guard let gatewayID, let broker, let buffer, let simulators, let serial else { return nil }
         return AgentConfig(gateway: .init(id: gatewayID), stateDir: stateDir, log: log, broker: broker,
-                           buffer: buffer, output: output, simulators: simulators)
+                           buffer: buffer, output: output, simulators: simulators, serial: serial)
     }
 
     mutating func buildBroker(_ top: Section, gatewayID: String) -> AgentConfig.Broker? {

@@ -63,6 +63,34 @@ extension AgentConfig {
                 lines.append(line)
             }
         }
+        if serial.isEmpty {
+            lines.append("serial: (none)")
+        } else {
+            lines.append("serial:")
+            for s in serial {
+                var line = "  - \(s.id): \(s.profile.rawValue), patient \(s.patient), "
+                switch s.port {
+                case .path(let p): line += "port \(p)"
+                case let .usb(v, p, sn):
+                    line += "match usb \(hex4(v))" + (p.map { ":" + hex4($0) } ?? "") + (sn.map { " serial \($0)" } ?? "")
+                }
+                if let file = s.lineProfile { line += ", line_profile \(file)" }
+                var overrides: [String] = []
+                if let b = s.baud { overrides.append("baud \(b)") }
+                if let b = s.dataBits { overrides.append("data_bits \(b)") }
+                if let p = s.parity { overrides.append("parity \(p.rawValue)") }
+                if let b = s.stopBits { overrides.append("stop_bits \(b)") }
+                if let r = s.hardwareFlowControl { overrides.append("rtscts \(r)") }
+                line += overrides.isEmpty ? ", line settings of the profile" : ", " + overrides.joined(separator: ", ")
+                line += ", reconnect \(s.reconnectMinMilliseconds)-\(s.reconnectMaxMilliseconds) ms"
+                lines.append(line)
+            }
+        }
         return lines.joined(separator: "\n") + "\n"
     }
+}
+
+private func hex4(_ v: UInt16) -> String {
+    let s = String(v, radix: 16)
+    return String(repeating: "0", count: 4 - s.count) + s
 }
