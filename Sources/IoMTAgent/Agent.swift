@@ -63,8 +63,9 @@ public struct Agent: Service {
         }
         let sequences = try await buffer.loadSequences()
 
+        let sources = makeSources()
         let status = StatusReporter(gatewayID: config.gateway.id, version: Agent.version, startedAt: startedAt,
-                                    devices: simulatorDevices(), clock: clock)
+                                    sources: sources, clock: clock)
         let client: MQTTClient
         do {
             let will = LastWill(topic: topics.status, payload: status.offline(reason: "connection-lost"), qos: .atLeastOnce, retain: true)
@@ -93,7 +94,7 @@ public struct Agent: Service {
             "buffered": "\(buffered)",
             "gateway": "\(config.gateway.id)", "version": "\(Agent.version)",
             "brokers": "\(config.broker.endpoints.map(\.description).joined(separator: ","))",
-            "sources": "\(config.simulators.count)",
+            "sources": "\(sources.count)",
         ])
         try client.start()
 
@@ -110,7 +111,6 @@ public struct Agent: Service {
         }
 
         // Sources run until a graceful shutdown (or, with exitWhenDrained, until done and drained).
-        let sources = makeSources()
         let sourcesTask = Task {
             await withTaskGroup(of: Void.self) { group in
                 for source in sources {
@@ -184,15 +184,13 @@ public struct Agent: Service {
             will: will)
     }
 
+    /// Simulators and serial devices (BLE to come), each a `ReadingSource`.
     func makeSources() -> [any ReadingSource] {
-        config.simulators.map { sim in
+        let simulators: [any ReadingSource] = config.simulators.map { sim in
             SimulatorSource(id: sim.id, profile: SimulatedProfile(rawValue: sim.profile.rawValue) ?? .pulseOximeter,
                             patientID: sim.patient, rate: sim.rate, count: sim.count, seed: sim.seed, clock: clock)
         }
-    }
-
-    func simulatorDevices() -> [DeviceRef] {
-        makeSources().compactMap { ($0 as? SimulatorSource)?.device }
+        return simulators + makeSerialSources(config: config, clock: clock, logger: logger)
     }
 
     static func handleEvents(client: MQTTClient, forwarder: Forwarder, status: StatusReporter, buffer: SQLiteBuffer,

@@ -19,15 +19,15 @@ public final class StatusReporter: Sendable {
     let gatewayID: String
     let version: String
     let startedAt: Timestamp
-    let devices: [DeviceRef]
+    let sources: [any ReadingSource]
     let clock: any WallClock
     private let link = Mutex(LinkState())
 
-    public init(gatewayID: String, version: String, startedAt: Timestamp, devices: [DeviceRef], clock: any WallClock) {
+    public init(gatewayID: String, version: String, startedAt: Timestamp, sources: [any ReadingSource], clock: any WallClock) {
         self.gatewayID = gatewayID
         self.version = version
         self.startedAt = startedAt
-        self.devices = devices
+        self.sources = sources
         self.clock = clock
     }
 
@@ -82,13 +82,15 @@ public final class StatusReporter: Sendable {
         w.endObject()
         w.key("devices")
         w.beginArray()
-        for d in devices {
+        for source in sources {
+            let d = source.sourceStatus
             w.beginObject()
-            w.field("id", d.id)
+            w.field("id", d.deviceID)
             w.field("profile", d.profile)
             w.field("transport", d.transport.rawValue)
-            w.field("connected", true)
-            w.field("last_reading_at", lastReadings[d.id]?.rfc3339)
+            w.field("connected", d.connected)
+            w.field("detail", d.detail)
+            w.field("last_reading_at", lastReadings[d.deviceID]?.rfc3339)
             w.endObject()
         }
         w.endArray()

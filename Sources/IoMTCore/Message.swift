@@ -53,5 +53,25 @@ public protocol ReadingSink: Sendable {
 public protocol ReadingSource: Sendable {
     /// Stable id used in logs and status (the device id for single-device sources).
     var sourceID: String { get }
+    /// What the status topic says about this source right now.
+    var sourceStatus: SourceStatus { get }
     func run(into sink: any ReadingSink) async throws
+}
+
+/// A source's device and link state, for the gateway status.
+public struct SourceStatus: Hashable, Sendable {
+    public var deviceID: String
+    public var profile: String
+    public var transport: Transport
+    public var connected: Bool
+    /// A short, PHI-free description of the link or device state (e.g. "waiting for /dev/iomt/ox-1").
+    public var detail: String?
+
+    public init(deviceID: String, profile: String, transport: Transport, connected: Bool, detail: String? = nil) {
+        self.deviceID = deviceID
+        self.profile = profile
+        self.transport = transport
+        self.connected = connected
+        self.detail = detail
+    }
 }

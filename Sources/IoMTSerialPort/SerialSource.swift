@@ -61,6 +61,19 @@ public struct SerialSource: ReadingSource {
     private let statusBox: StatusBox
 
     public var sourceID: String { configuration.id }
+    public var sourceStatus: SourceStatus {
+        let st = status
+        let connected: Bool
+        let detail: String
+        switch st.link {
+        case .starting: connected = false; detail = "starting"
+        case .waiting(let why): connected = false; detail = why
+        case .connected(let path, let settings): connected = true; detail = "\(path) \(settings)"
+        case .disconnected(let why): connected = false; detail = why
+        }
+        return SourceStatus(deviceID: configuration.id, profile: configuration.profile.name, transport: .serial,
+                            connected: connected, detail: detail)
+    }
     /// A snapshot of the source's status.
     public var status: Status { statusBox.value.withLock { $0 } }
 

@@ -22,6 +22,9 @@ public struct SimulatorSource: ReadingSource {
     public let clock: any WallClock
 
     public var sourceID: String { device.id }
+    public var sourceStatus: SourceStatus {
+        SourceStatus(deviceID: device.id, profile: device.profile, transport: .simulated, connected: true)
+    }
 
     public init(id: String, profile: SimulatedProfile, patientID: String, rate: Double, count: Int?,
                 seed: UInt64, clock: any WallClock = SystemWallClock()) {

@@ -12,7 +12,7 @@ import Testing
 /// change applied locally: `config.simulators.map { ... } + makeSerialSources(config: config, clock: clock, logger: logger)`.
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct SerialMosquittoTests {
-    @Test(.disabled("needs Agent.makeSources() to include makeSerialSources(config:clock:logger:)"))
+    @Test
     func serialDevicesReachTheBrokerAcrossUnplugAndReplug() async throws {
         let dir = try TempDir()
         let broker = try await MosquittoBroker.start()
