@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// A real mosquitto on a free loopback port, with its own config and (optional) persistence
 /// directory. Stopped by PID (`stop()`/`crash()`), and by `ChildProcess.killAll()` on any path.
 final class Broker {
@@ -12,7 +18,11 @@ final class Broker {
         self.dir = dir
         if let port { self.port = port } else { self.port = try freePort() }
         self.configPath = "\(dir)/\(name).conf"
+        // Started as root, mosquitto drops to the `mosquitto` user, which cannot write the
+        // bench's private temp dir (its persistence file would silently not be saved).
+        let user = geteuid() == 0 ? "user root" : ""
         try writeFile(configPath, """
+            \(user)
             listener \(self.port) 127.0.0.1
             allow_anonymous true
             log_dest stderr

@@ -20,7 +20,7 @@ enum LatencyBench {
         try broker.start()
         defer { broker.stop() }
         let sub = try ChildProcess([siblingExecutable("raw-publisher"), "sub", "127.0.0.1", "\(broker.port)",
-                                    Workload.readingsFilter, "bench-latency-sub", "1", "0", "3000", "\(Int(seconds * 1000) + 60_000)"],
+                                    Workload.readingsFilter, "bench-latency-sub", "1", "-1", "3000", "\(Int(seconds * 1000) + 60_000)"],
                                    stdout: dir + "/sub.out", stderr: dir + "/sub.err")
         let subDeadline = monoNanos() + 10_000_000_000
         while !sub.stderrText.contains("subscribed") {

@@ -10,7 +10,7 @@
  *   raw-publisher sub HOST PORT TOPIC CLIENT_ID CLEAN(0|1) EXPECT IDLE_MS MAX_MS
  *       Subscribes (QoS 1, MQTT 3.1.1) and prints "<CLOCK_REALTIME ns> <key>" per message, key
  *       being the value of the first "id":"..." in the payload (the reading id). Exits after
- *       EXPECT messages (0: right after SUBACK, to create a persistent session), after IDLE_MS
+ *       EXPECT messages (0: right after SUBACK, to create a persistent session; -1: no limit), after IDLE_MS
  *       without a message once one arrived, or after MAX_MS.
  */
 #include <mosquitto.h>
