@@ -14,6 +14,7 @@ final class ChildProcess: Sendable {
     let stdoutPath: String
     let stderrPath: String
     private let exit = Mutex<Int32?>(nil)
+    private let usage = Mutex<Double>(0)
 
     private static let live = Mutex<[pid_t: String]>([:])
 
@@ -41,15 +42,20 @@ final class ChildProcess: Sendable {
     func poll() -> Int32? {
         if let e = exit.withLock({ $0 }) { return e }
         var status: Int32 = 0
-        let r = waitpid(pid, &status, WNOHANG)
+        var ru = rusage()
+        let r = wait4(pid, &status, WNOHANG, &ru)
         guard r == pid else { return nil }
         let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         exit.withLock { $0 = code }
+        usage.withLock { $0 = cpuSeconds(ru) }
         ChildProcess.live.withLock { $0[pid] = nil }
         return code
     }
 
     var isRunning: Bool { poll() == nil }
+
+    /// User + system CPU seconds of the child, known once it has exited and been reaped.
+    var cpuSecondsUsed: Double { usage.withLock { $0 } }
 
     /// Waits up to `timeoutMillis` for the exit; nil on timeout.
     @discardableResult
@@ -118,4 +124,15 @@ struct ProcSample {
     }
 
     static var ticksPerSecond: Double { Double(sysconf(Int32(_SC_CLK_TCK))) }
+}
+
+func cpuSeconds(_ ru: rusage) -> Double {
+    Double(ru.ru_utime.tv_sec) + Double(ru.ru_utime.tv_usec) / 1e6 + Double(ru.ru_stime.tv_sec) + Double(ru.ru_stime.tv_usec) / 1e6
+}
+
+/// This process's user + system CPU seconds.
+func ownCPUSeconds() -> Double {
+    var ru = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &ru)
+    return cpuSeconds(ru)
 }
