@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import IoMTCore
 
 /// One line of the results table: the agent's figure, the baseline's (same run), their ratio.
@@ -29,11 +34,13 @@ public final class Results {
                             baselineName: baselineName, repetitions: reps, note: note)
         rows.append(row)
         print("  " + Results.line(row))
+        fflush(nil) // progress is visible also when stdout is a file or a pipe
     }
 
     func note(_ text: String) {
         notes.append(text)
         print("  note: " + text)
+        fflush(nil)
     }
 
     static func fmt(_ v: Double) -> String {
