@@ -68,10 +68,24 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The benchmark (`iomt-agent bench`, BENCHMARKS.md): drives the real pipeline against a real
+        // mosquitto, and raw-publisher, the plain libmosquitto baseline (also its counting subscriber).
+        .target(
+            name: "IoMTBench",
+            dependencies: [
+                "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources", "IoMTAgent", "CSQLite",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "raw-publisher",
+            linkerSettings: [.linkedLibrary("mosquitto")]
+        ),
         .executableTarget(
             name: "iomt-agent",
             dependencies: [
                 "IoMTAgent",
+                "IoMTBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
