@@ -213,6 +213,9 @@ public actor Forwarder {
     /// Returns true when the buffer had nothing more to lease.
     private func fillWindow() async -> Bool {
         while connected {
+            // Acks keep arriving while this loop runs; delete them on every turn, or under a
+            // steady drain they would pile up undeleted (and leased) for as long as it lasts.
+            await flushAcks()
             let free = settings.window - inflight.count
             guard free > 0 else { return false }
             let batch: [StoredMessage]

@@ -83,6 +83,10 @@ final class BufferStore {
     }
     private var acct = Accounting()
     private var leasedMessages = Set<Int64>()
+    /// False while the connection runs at `synchronous=NORMAL` (only for deletes).
+    private var fullSync = true
+    /// Per priority: every message row with a row id up to this is leased or deleted.
+    private var leaseCursor: [UInt8: Int64] = [:]
     private var leasedGaps = Set<Int64>()
     /// Gap rows that may already have been published under their id, so they must not grow:
     /// every gap row that existed at open (`gap_id <= sealedGapsUpTo`) and every one leased since.
@@ -335,6 +339,7 @@ final class BufferStore {
 
     func append(_ messages: [OutgoingMessage], sequences: [String: UInt64]) throws(BufferError) -> AppendOutcome {
         try ensureOpen()
+        try requireFullSync()
         let saved = acct
         do throws(BufferError) {
             return try conn.transaction { () throws(BufferError) -> AppendOutcome in
@@ -452,6 +457,7 @@ final class BufferStore {
 
     func recordLosses(_ losses: [LostReading], sequences: [String: UInt64]) throws(BufferError) {
         try ensureOpen()
+        try requireFullSync()
         let saved = acct
         do throws(BufferError) {
             try conn.transaction { () throws(BufferError) in
@@ -577,10 +583,16 @@ final class BufferStore {
         let target = out.count + limit
         guard limit > 0 else { return }
         for priority in acct.priorityCounts.keys.sorted(by: >) where out.count < target {
+            // Start past the rows already leased (the cursor), not at the front: with a large
+            // backlog and a full window, skipping every leased row again made each lease O(n).
+            let cursor = leaseCursor[priority] ?? 0
+            let from = max(low, cursor)
+            var lastExamined: Int64?
             try conn.with("SELECT \(messageColumns) FROM messages WHERE priority = ?1 AND row_id > ?2 AND row_id <= ?3 ORDER BY row_id") { s throws(BufferError) in
-                try s.bind(1, Int64(priority)); try s.bind(2, low); try s.bind(3, high)
+                try s.bind(1, Int64(priority)); try s.bind(2, from); try s.bind(3, high)
                 while out.count < target, try s.step() {
                     let rowID = s.int64(0)
+                    lastExamined = rowID
                     if leasedMessages.contains(rowID) { continue }
                     let message = OutgoingMessage(
                         id: ReadingID(high: UInt64(bitPattern: s.int64(1)), low: UInt64(bitPattern: s.int64(2))),
@@ -593,21 +605,23 @@ final class BufferStore {
                     out.append(StoredMessage(token: .message(rowID), message: message, isBacklog: isBacklog))
                 }
             }
+            // Every row of this priority up to `lastExamined` is now leased (or gone), but only
+            // if the scan began at the cursor (a live-only lease starts above it).
+            if from == cursor, let lastExamined { leaseCursor[priority] = lastExamined }
         }
     }
 
     func release(_ tokens: [BufferToken]) {
         for t in tokens {
             switch t {
-            case .message(let id): leasedMessages.remove(id)
+            case .message(let id):
+                leasedMessages.remove(id)
+                for (priority, cursor) in leaseCursor where cursor >= id { leaseCursor[priority] = id - 1 }
             case .gap(let id): leasedGaps.remove(id)
             }
         }
     }
 
-    /// Deletes the rows in one transaction. On failure nothing is deleted and the tokens are
-    /// released, so the rows are delivered again.
-    @discardableResult
     /// Deletes acknowledged rows in one transaction. On failure nothing is deleted and the
     /// tokens STAY leased: the caller retries the ack (releasing them would send them again).
     /// Under disk full, the disk reserve is given up once so the delete (and the checkpoint it
@@ -625,6 +639,11 @@ final class BufferStore {
     }
 
     private func deleteAcknowledged(_ tokens: [BufferToken]) throws(BufferError) -> Int {
+        // A delete needs no fsync of its own: the next commit of readings (synchronous=FULL)
+        // syncs the WAL up to and including it. Lost in a power cut, it means a duplicate.
+        try conn.exec("PRAGMA synchronous=NORMAL")
+        fullSync = false
+        defer { if (try? conn.exec("PRAGMA synchronous=FULL")) != nil { fullSync = true } }
         let saved = acct
         do throws(BufferError) {
             let deleted = try conn.transaction { () throws(BufferError) -> Int in
@@ -662,6 +681,13 @@ final class BufferStore {
             acct = saved
             throw error
         }
+    }
+
+    /// Readings and losses are committed only with `synchronous=FULL`.
+    private func requireFullSync() throws(BufferError) {
+        guard !fullSync else { return }
+        try conn.exec("PRAGMA synchronous=FULL")
+        fullSync = true
     }
 
     // MARK: queries

@@ -147,7 +147,8 @@ public struct AgentConfig: Sendable, Equatable {
         /// `buffer.backlog_share`: with `live-first`, the fraction of the in-flight window kept
         /// for the backlog, 0.05...0.95. Default 0.25.
         public var backlogShare: Double
-        /// `buffer.commit_max_delay_ms`: group commit waits at most this long, 0...1000 ms. Default 10.
+        /// `buffer.commit_max_delay_ms`: extra wait for company before a commit, 0...1000 ms. Default 0:
+        /// readings that arrive while a commit is being synced always share the next commit.
         public var commitMaxDelayMilliseconds: Int
         /// `buffer.commit_max_batch`: readings per commit at most, 1...10000. Default 256.
         public var commitMaxBatch: Int
@@ -158,7 +159,7 @@ public struct AgentConfig: Sendable, Equatable {
         /// Creates buffer settings with the documented defaults.
         public init(maxBytes: Int64 = 256 * 1024 * 1024, onFull: BufferFullPolicy = .reject,
                     order: DeliveryOrder = .fifo, backlogShare: Double = 0.25,
-                    commitMaxDelayMilliseconds: Int = 10, commitMaxBatch: Int = 256) {
+                    commitMaxDelayMilliseconds: Int = 0, commitMaxBatch: Int = 256) {
             self.maxBytes = maxBytes
             self.onFull = onFull
             self.order = order

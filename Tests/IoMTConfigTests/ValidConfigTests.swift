@@ -27,7 +27,7 @@ import Testing
         #expect(c.buffer.onFull == .reject)
         #expect(c.buffer.order == .fifo)
         #expect(c.buffer.backlogShare == 0.25)
-        #expect(c.buffer.commitMaxDelayMilliseconds == 10)
+        #expect(c.buffer.commitMaxDelayMilliseconds == 0)
         #expect(c.buffer.commitMaxBatch == 256)
         #expect(c.output.format == .json)
         #expect(c.simulators.isEmpty)
@@ -83,7 +83,7 @@ import Testing
               on_full: drop-oldest
               order: live-first
               backlog_share: 0.5
-              commit_max_delay_ms: 0
+              commit_max_delay_ms: 5
               commit_max_batch: 10000
             output:
               format: json
@@ -129,7 +129,7 @@ import Testing
         #expect(c.buffer.onFull == .dropOldest)
         #expect(c.buffer.order == .liveFirst)
         #expect(c.buffer.backlogShare == 0.5)
-        #expect(c.buffer.commitMaxDelayMilliseconds == 0)
+        #expect(c.buffer.commitMaxDelayMilliseconds == 5)
         #expect(c.buffer.commitMaxBatch == 10000)
         #expect(c.output.format == .json)
         #expect(c.simulators == [
