@@ -71,8 +71,9 @@ public struct SerialSource: ReadingSource {
         case .connected(let path, let settings): connected = true; detail = "\(path) \(settings)"
         case .disconnected(let why): connected = false; detail = why
         }
+        let state = st.deviceState.map { "; device: \($0)" } ?? ""
         return SourceStatus(deviceID: configuration.id, profile: configuration.profile.name, transport: .serial,
-                            connected: connected, detail: detail)
+                            connected: connected, detail: detail + state)
     }
     /// A snapshot of the source's status.
     public var status: Status { statusBox.value.withLock { $0 } }
