@@ -63,7 +63,7 @@ public struct Agent: Service {
         }
         let sequences = try await buffer.loadSequences()
 
-        let sources = makeSources()
+        let sources = makeSources(cursors: (try? await buffer.loadCursors()) ?? [:])
         let status = StatusReporter(gatewayID: config.gateway.id, version: Agent.version, startedAt: startedAt,
                                     sources: sources, clock: clock)
         let client: MQTTClient
@@ -185,12 +185,12 @@ public struct Agent: Service {
     }
 
     /// Simulators and serial devices (BLE to come), each a `ReadingSource`.
-    func makeSources() -> [any ReadingSource] {
+    func makeSources(cursors: [String: String] = [:]) -> [any ReadingSource] {
         let simulators: [any ReadingSource] = config.simulators.map { sim in
             SimulatorSource(id: sim.id, profile: SimulatedProfile(rawValue: sim.profile.rawValue) ?? .pulseOximeter,
                             patientID: sim.patient, rate: sim.rate, count: sim.count, seed: sim.seed, clock: clock)
         }
-        return simulators + makeSerialSources(config: config, clock: clock, logger: logger)
+        return simulators + makeSerialSources(config: config, clock: clock, logger: logger, cursors: cursors)
     }
 
     static func handleEvents(client: MQTTClient, forwarder: Forwarder, status: StatusReporter, buffer: SQLiteBuffer,

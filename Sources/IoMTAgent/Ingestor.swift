@@ -120,7 +120,8 @@ public actor Ingestor: ReadingSink {
             let reading = Reading(id: ids.next(at: clock.now()), gatewayID: settings.gatewayID, sequence: seq, body: p.reading)
             messages.append(OutgoingMessage(
                 id: reading.id, kind: .reading, topic: settings.topics.readings(deviceID: deviceID),
-                payload: WireFormat.json(reading), deviceID: deviceID, sequence: seq, priority: 0, createdAt: received))
+                payload: WireFormat.json(reading), deviceID: deviceID, sequence: seq, priority: 0, createdAt: received,
+                sourceCursor: p.reading.sourceCursor))
         }
 
         do {

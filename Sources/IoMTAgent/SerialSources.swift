@@ -6,8 +6,9 @@ import Logging
 
 /// The `serial:` entries as reading sources (issue 4). Each entry becomes one `SerialSource`
 /// with its built-in profile, the profile's line settings overridden by the entry's, and the
-/// OneTouch download watermarks kept under `<state_dir>/serial`.
-public func makeSerialSources(config: AgentConfig, clock: any WallClock, logger: Logger) -> [any ReadingSource] {
+/// device's source cursor (the OneTouch download watermark) as the buffer stored it.
+public func makeSerialSources(config: AgentConfig, clock: any WallClock, logger: Logger,
+                              cursors: [String: String] = [:]) -> [any ReadingSource] {
     config.serial.compactMap { entry -> (any ReadingSource)? in
         let named: SerialProfile?
         if entry.profile == .line {
@@ -29,7 +30,7 @@ public func makeSerialSources(config: AgentConfig, clock: any WallClock, logger:
                                  lineSettings: lineSettings(entry, profile),
                                  reconnectMinMilliseconds: Int64(entry.reconnectMinMilliseconds),
                                  reconnectMaxMilliseconds: Int64(entry.reconnectMaxMilliseconds),
-                                 watermarks: WatermarkStore(directory: config.stateDir + "/serial")),
+                                 storedCursor: cursors[entry.id]),
             clock: clock, logger: logger)
     }
 }

@@ -55,7 +55,8 @@ CREATE INDEX gaps_by_device ON gaps(device_id);
 CREATE TABLE device_state(
     device_id     TEXT PRIMARY KEY NOT NULL,
     last_sequence INTEGER NOT NULL DEFAULT 0,
-    lost_total    INTEGER NOT NULL DEFAULT 0
+    lost_total    INTEGER NOT NULL DEFAULT 0,
+    cursor        TEXT
 ) WITHOUT ROWID;
 PRAGMA user_version = 1;
 """
@@ -357,6 +358,7 @@ final class BufferStore {
         var rejected: [Int] = []
         var evicted: [LostReading] = []
         var losses: [LostReading] = []
+        var cursors: [String: String] = [:]
         var batchRows: [Int64: Int] = [:]   // row id -> input index, for evictions within the batch
         var highWater = sequences
         let now = config.clock.now()
@@ -402,9 +404,11 @@ final class BufferStore {
             acct.count += 1
             acct.priorityCounts[m.priority, default: 0] += 1
             acct.lastRowID = max(acct.lastRowID, rowID)
+            if let cursor = m.sourceCursor, let device = m.deviceID { cursors[device] = cursor }
         }
         for loss in losses { highWater[loss.deviceID] = max(highWater[loss.deviceID] ?? 0, loss.sequence) }
         try storeHighWater(highWater)
+        try storeCursors(cursors)
         try recordLossesInTransaction(losses)
         return AppendOutcome(rowIDs: rowIDs, rejectedIndices: rejected, evicted: evicted, losses: losses)
     }
@@ -706,6 +710,26 @@ final class BufferStore {
     }
 
     var lostTotals: [String: UInt64] { acct.lostTotals }
+
+    /// The per-device source cursors stored with the readings (see `OutgoingMessage.sourceCursor`).
+    func loadCursors() throws(BufferError) -> [String: String] {
+        try ensureOpen()
+        return try conn.with("SELECT device_id, cursor FROM device_state WHERE cursor IS NOT NULL") { s throws(BufferError) -> [String: String] in
+            var out: [String: String] = [:]
+            while try s.step() {
+                if let d = s.text(0), let c = s.text(1) { out[d] = c }
+            }
+            return out
+        }
+    }
+
+    private func storeCursors(_ cursors: [String: String]) throws(BufferError) {
+        for (device, cursor) in cursors {
+            try conn.with("INSERT INTO device_state(device_id, cursor) VALUES(?1, ?2) ON CONFLICT(device_id) DO UPDATE SET cursor = excluded.cursor") { s throws(BufferError) in
+                try s.bind(1, device); try s.bind(2, cursor); try s.run()
+            }
+        }
+    }
 
     func stats() throws(BufferError) -> BufferStats {
         try ensureOpen()

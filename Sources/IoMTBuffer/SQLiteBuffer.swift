@@ -144,6 +144,12 @@ public actor SQLiteBuffer {
         try store.loadSequences()
     }
 
+    /// The per-device source cursors stored with the readings (e.g. a meter's download
+    /// watermark), written in the same transaction as the reading that moved them.
+    public func loadCursors() throws(BufferError) -> [String: String] {
+        try store.loadCursors()
+    }
+
     /// Readings recorded as lost, per device, since the database was created.
     public func lostTotals() -> [String: UInt64] {
         store.lostTotals

@@ -21,9 +21,13 @@ public struct OutgoingMessage: Hashable, Sendable {
     /// Higher goes first (alerts and gap records ahead of the reading backlog).
     public var priority: UInt8
     public var createdAt: Timestamp
+    /// The source's cursor after this message (see `DeviceReading.sourceCursor`); stored per
+    /// device with the message, in the same transaction, and only if the message is stored.
+    public var sourceCursor: String?
 
     public init(id: ReadingID, kind: MessageKind, topic: String, payload: [UInt8], deviceID: String?,
-                sequence: UInt64?, priority: UInt8 = 0, createdAt: Timestamp) {
+                sequence: UInt64?, priority: UInt8 = 0, createdAt: Timestamp, sourceCursor: String? = nil) {
+        self.sourceCursor = sourceCursor
         self.id = id
         self.kind = kind
         self.topic = topic

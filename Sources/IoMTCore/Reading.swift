@@ -105,9 +105,14 @@ public struct DeviceReading: Hashable, Sendable {
     public var receivedAt: Timestamp
     public var timeQuality: TimeQuality
     public var observations: [Observation]
+    /// Where the source is in the device's stored records after this reading (e.g. a glucose
+    /// meter's download watermark). Opaque to the gateway; stored per device in the SAME
+    /// transaction as the reading, so a reconnect never downloads an accepted record again.
+    public var sourceCursor: String?
 
     public init(device: DeviceRef, patientID: String, measuredAt: Timestamp, receivedAt: Timestamp,
-                timeQuality: TimeQuality, observations: [Observation]) {
+                timeQuality: TimeQuality, observations: [Observation], sourceCursor: String? = nil) {
+        self.sourceCursor = sourceCursor
         self.device = device
         self.patientID = patientID
         self.measuredAt = measuredAt

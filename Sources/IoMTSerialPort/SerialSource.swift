@@ -19,13 +19,14 @@ public struct SerialSource: ReadingSource {
         public var lineSettings: LineSettings?
         public var reconnectMinMilliseconds: Int64
         public var reconnectMaxMilliseconds: Int64
-        /// Where download watermarks live (OneTouch); nil keeps them in memory only.
-        public var watermarks: WatermarkStore?
+        /// The device's source cursor as the buffer stored it (`WatermarkCursor` text for
+        /// OneTouch): where the record download resumes.
+        public var storedCursor: String?
         public var sysfs: SysfsScanner
 
         public init(id: String, patientID: String, profile: SerialProfile, port: PortSpec, lineSettings: LineSettings? = nil,
                     reconnectMinMilliseconds: Int64 = 250, reconnectMaxMilliseconds: Int64 = 5000,
-                    watermarks: WatermarkStore? = nil, sysfs: SysfsScanner = SysfsScanner()) {
+                    storedCursor: String? = nil, sysfs: SysfsScanner = SysfsScanner()) {
             self.id = id
             self.patientID = patientID
             self.profile = profile
@@ -33,7 +34,7 @@ public struct SerialSource: ReadingSource {
             self.lineSettings = lineSettings
             self.reconnectMinMilliseconds = reconnectMinMilliseconds
             self.reconnectMaxMilliseconds = reconnectMaxMilliseconds
-            self.watermarks = watermarks
+            self.storedCursor = storedCursor
             self.sysfs = sysfs
         }
     }
@@ -100,13 +101,15 @@ public struct SerialSource: ReadingSource {
         let (stream, continuation) = AsyncStream.makeStream(of: LinkEvent.self)
         continuation.onTermination = { _ in wake.signal() }
         let memory = MemoryMarks()
-        let store = c.watermarks
+        if let text = c.storedCursor, let (serial, mark) = WatermarkCursor.decode(text) {
+            memory.marks.withLock { $0[serial] = mark }
+        }
         let link = SerialLink(
             port: c.port, profile: c.profile,
             lineSettings: c.lineSettings.map { [$0] } ?? (c.profile.lineSettings.isEmpty ? [LineSettings(baud: 9600)] : c.profile.lineSettings),
             reconnectMinMilliseconds: c.reconnectMinMilliseconds, reconnectMaxMilliseconds: c.reconnectMaxMilliseconds,
             sysfs: c.sysfs, clock: clock,
-            watermark: { serial in store?.load(serial: serial) ?? memory.marks.withLock { $0[serial] } })
+            watermark: { serial in memory.marks.withLock { $0[serial] } })
         startThread {
             link.run(emit: { continuation.yield($0) }, wake: wake)
             continuation.finish()
@@ -147,21 +150,22 @@ public struct SerialSource: ReadingSource {
                 case .info:
                     break
                 case .reading(let r):
-                    let reading = deviceReading(r, receivedAt: receivedAt, serialNumber: serialNumber, clockOffset: clockOffset)
+                    var reading = deviceReading(r, receivedAt: receivedAt, serialNumber: serialNumber, clockOffset: clockOffset)
+                    // The watermark after this record travels with it and is stored in the same
+                    // transaction: accepted means the record and the watermark are durable together.
+                    var advanced: (serial: String, mark: OneTouchWatermark)?
+                    if advancing, let key = r.recordKey, let t = r.deviceTime {
+                        let serial = serialNumber ?? ""
+                        let old = memory.marks.withLock { $0[serial] }
+                        let mark = old?.advanced(time: t, key: key) ?? OneTouchWatermark(time: t, keysAtTime: [key])
+                        advanced = (serial, mark)
+                        reading.sourceCursor = WatermarkCursor.encode(mark, serial: serial)
+                    }
                     let outcome = await sink.submit(reading)
                     switch outcome {
                     case .accepted:
                         update { $0.readingsSubmitted += 1 }
-                        if advancing, let key = r.recordKey, let t = r.deviceTime {
-                            let serial = serialNumber ?? ""
-                            let old = store?.load(serial: serial) ?? memory.marks.withLock { $0[serial] }
-                            let mark = old?.advanced(time: t, key: key) ?? OneTouchWatermark(time: t, keysAtTime: [key])
-                            memory.marks.withLock { $0[serial] = mark }
-                            do { try store?.save(mark, serial: serial) } catch {
-                                log.error("cannot save the download watermark; records may be downloaded again",
-                                          metadata: ["error": "\(error)"])
-                            }
-                        }
+                        if let advanced { memory.marks.withLock { $0[advanced.serial] = advanced.mark } }
                     case .lost(_, let reason):
                         advancing = false
                         update { $0.readingsLost += 1 }

@@ -33,17 +33,19 @@ import Testing
                 baud: 4800
                 parity: none
             """, source: "test.yaml")
-        let sources = makeSerialSources(config: config, clock: SystemWallClock(), logger: Logger(label: "test"))
+        let sources = makeSerialSources(config: config, clock: SystemWallClock(), logger: Logger(label: "test"),
+                                        cursors: ["ox-1": "onetouch/1\nZSK\n2010 3 8 7 0 0"])
         #expect(sources.map(\.sourceID) == ["ox-1", "ox-2"])
         let first = try #require(sources[0] as? SerialSource)
         #expect(first.configuration.port == .path("/dev/iomt/oximeter-1"))
         #expect(first.configuration.lineSettings == nil)  // the profile's 19200 8O1, then 4800 8N1
         #expect(first.configuration.profile.name == "contec-cms50-legacy")
-        #expect(first.configuration.watermarks?.directory == "/var/lib/iomt-test/serial")
+        #expect(first.configuration.storedCursor == "onetouch/1\nZSK\n2010 3 8 7 0 0")
         let second = try #require(sources[1] as? SerialSource)
         #expect(second.configuration.port == .usb(USBMatch(vendorID: 0x10c4, productID: 0xea60, serial: "0001")))
         #expect(second.configuration.lineSettings == LineSettings(baud: 4800, dataBits: 8, parity: .none, stopBits: 1))
         #expect(second.configuration.patientID == "P-2")
+        #expect(second.configuration.storedCursor == nil)
     }
 }
 

@@ -223,3 +223,28 @@ import Testing
         #expect(backlog.map(\.message.sequence) == (1...10).map { UInt64($0) })
     }
 }
+
+/// The per-device source cursor (a meter's download watermark) is stored in the same
+/// transaction as the message carrying it, and only if that message is stored.
+@Suite struct SourceCursorTests {
+    @Test func cursorIsStoredWithItsMessageAndNotWithARejectedOne() async throws {
+        let dir = try TempDir(); defer { dir.remove() }
+        let path = dir.path("b.db")
+        let buffer = try await openBuffer(path, maxBytes: 1000)
+        var f = MessageFactory()
+        var first = f.reading("meter", 1, payloadSize: 100)
+        first.sourceCursor = "mark-1"
+        _ = try await buffer.append([first], sequences: ["meter": 1])
+        #expect(try await buffer.loadCursors() == ["meter": "mark-1"])
+
+        var tooBig = f.reading("meter", 2, payloadSize: 2000)   // rejected: does not fit
+        tooBig.sourceCursor = "mark-2"
+        let outcome = try await buffer.append([tooBig], sequences: ["meter": 2])
+        #expect(outcome.rejectedIndices == [0])
+        #expect(try await buffer.loadCursors() == ["meter": "mark-1"], "a rejected record does not move the cursor")
+
+        await buffer.close()
+        let reopened = try await openBuffer(path, maxBytes: 1000)
+        #expect(try await reopened.loadCursors() == ["meter": "mark-1"])
+    }
+}

@@ -145,7 +145,6 @@ struct SerialSourceTests {
     func oneTouchWatermark() async throws {
         let dir = temporaryDirectory()
         let path = dir + "/meter-1"
-        let store = WatermarkStore(directory: dir + "/state")
         let records = [
             OneTouchMeterSimulator.StoredRecord(date: "03/07/10", time: "11:09:13", mgPerDL: 86),
             OneTouchMeterSimulator.StoredRecord(date: "03/06/10", time: "08:00:00", mgPerDL: 120),
@@ -154,7 +153,7 @@ struct SerialSourceTests {
         try pty1.link(at: path)
         let player1 = PtyPlayer(OneTouchMeterSimulator(records: records), on: pty1)
         let source = SerialSource(configuration: .init(id: "meter-1", patientID: "P-4", profile: .oneTouchUltra2, port: .path(path),
-                                                       watermarks: store),
+                                                       storedCursor: nil),
                                   logger: testLogger)
         let sink = CollectingSink()
         let task = Task { try await source.run(into: sink) }
@@ -182,7 +181,27 @@ struct SerialSourceTests {
         let r = readings[1]
         let expected = record.millisecondsSinceEpoch + (r.receivedAt.millisecondsSinceEpoch - clock.millisecondsSinceEpoch)
         #expect(abs(r.measuredAt.millisecondsSinceEpoch - expected) < 2000)
-        #expect(store.load(serial: "ZSK2326BY")?.time == DeviceDateTime(year: 2010, month: 3, day: 8, hour: 7, minute: 0, second: 0))
+        // Each record carries the watermark after it, to be stored in the reading's transaction.
+        let last = try #require(readings.last?.sourceCursor.flatMap(WatermarkCursor.decode))
+        #expect(last.serial == "ZSK2326BY")
+        #expect(last.mark.time == DeviceDateTime(year: 2010, month: 3, day: 8, hour: 7, minute: 0, second: 0))
+
+        // A restart resumes from the stored cursor: the meter's three records are not downloaded again.
+        let pty3 = try PtyDevice()
+        let player3 = PtyPlayer(OneTouchMeterSimulator(records: [.init(date: "03/08/10", time: "07:00:00", mgPerDL: 140)] + records), on: pty3)
+        try pty3.link(at: path)
+        let restarted = SerialSource(configuration: .init(id: "meter-1", patientID: "P-4", profile: .oneTouchUltra2, port: .path(path),
+                                                          storedCursor: readings.last?.sourceCursor),
+                                     logger: testLogger)
+        let sink2 = CollectingSink()
+        let task2 = Task { try await restarted.run(into: sink2) }
+        #expect(await eventually { restarted.status.serialNumber == "ZSK2326BY" })
+        try await Task.sleep(for: .milliseconds(1500))
+        task2.cancel()
+        _ = await task2.result
+        player3.stop()
+        pty3.unplug()
+        #expect(await sink2.readings.isEmpty, "nothing new on the meter: nothing downloaded")
     }
 
     @Test("nothing decodes: the profile's next line settings are tried (Contec 19200 8O1 → 4800 8N1)")
