@@ -46,6 +46,9 @@ let package = Package(
             dependencies: ["IoMTCore", "CMosquitto", .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "IoMTSources", dependencies: ["IoMTCore"]),
+        // Pure decoders for the Bluetooth SIG health profiles and the FHIR R4 output (issue 6).
+        .target(name: "IoMTHealthProfiles", dependencies: ["IoMTCore"]),
+        .target(name: "IoMTFHIR", dependencies: ["IoMTCore", "IoMTHealthProfiles"]),
         .target(
             name: "IoMTAgent",
             dependencies: [
@@ -67,6 +70,8 @@ let package = Package(
         .testTarget(name: "IoMTCoreTests", dependencies: ["IoMTCore"]),
         .testTarget(name: "IoMTConfigTests", dependencies: ["IoMTConfig"]),
         .testTarget(name: "IoMTSourcesTests", dependencies: ["IoMTSources"]),
+        .testTarget(name: "IoMTHealthProfilesTests", dependencies: ["IoMTHealthProfiles"]),
+        .testTarget(name: "IoMTFHIRTests", dependencies: ["IoMTFHIR", "IoMTHealthProfiles", "IoMTTestSupport"]),
         .testTarget(name: "IoMTBufferTests", dependencies: ["IoMTBuffer", "IoMTTestSupport"]),
         .testTarget(name: "IoMTUplinkTests", dependencies: ["IoMTUplink", "IoMTTestSupport"]),
         .testTarget(

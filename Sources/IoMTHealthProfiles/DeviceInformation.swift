@@ -38,6 +38,10 @@ public struct PnPID: Hashable, Sendable {
     public var productID: UInt16
     public var productVersion: UInt16
 
+    public init(vendorIDSource: UInt8, vendorID: UInt16, productID: UInt16, productVersion: UInt16) {
+        self.vendorIDSource = vendorIDSource; self.vendorID = vendorID; self.productID = productID; self.productVersion = productVersion
+    }
+
     public static func decode(_ bytes: [UInt8]) throws -> PnPID {
         var r = ByteReader(bytes)
         return PnPID(vendorIDSource: try r.u8("vendor id source"), vendorID: try r.u16le("vendor id"),
@@ -53,6 +57,9 @@ public struct RegulatoryCertificationData: Hashable, Sendable {
         public var authorizingBody: UInt8
         public var structureType: UInt8
         public var data: [UInt8]
+        public init(authorizingBody: UInt8, structureType: UInt8, data: [UInt8]) {
+            self.authorizingBody = authorizingBody; self.structureType = structureType; self.data = data
+        }
     }
     public var raw: [UInt8]
     public var entries: [Entry]

@@ -23,7 +23,8 @@ public struct HeartRateMeasurement: Hashable, Sendable {
         if flags & 0x10 != 0 {
             // At least one RR interval is promised by the flag.
             rr.append(try r.u16le("rr interval"))
-            while r.remaining >= 2 { rr.append(try r.u16le("rr interval")) }
+            // An odd octet left over is a truncated RR interval: the read throws.
+            while !r.isAtEnd { rr.append(try r.u16le("rr interval")) }
         }
         return HeartRateMeasurement(flags: flags, heartRate: hr, sensorContact: (flags >> 1) & 0x03,
                                     energyExpendedKilojoules: ee, rrIntervalsRaw: rr)
