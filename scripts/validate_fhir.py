@@ -21,12 +21,30 @@ PHD_CATEGORY = "http://hl7.org/fhir/uv/phd/CodeSystem/PhdObservationCategories"
 GATEWAY_EXT = "http://hl7.org/fhir/StructureDefinition/observation-gatewayDevice"
 
 
+# Required bindings the fhir.resources 6.4.0 models do not enforce (they accept any code).
+OBSERVATION_STATUS = {"registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                      "entered-in-error", "unknown"}
+BUNDLE_TYPE = {"document", "message", "transaction", "transaction-response", "batch", "batch-response",
+               "history", "searchset", "collection"}
+HTTP_VERB = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"}
+DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+DATA_ABSENT_CODES = {"unknown", "asked-unknown", "temp-unknown", "not-asked", "asked-declined", "masked",
+                     "not-applicable", "unsupported", "as-text", "error", "not-a-number", "negative-infinity",
+                     "positive-infinity", "not-performed", "not-permitted"}
+
+
 def reject_constant(name):
     raise ValueError(f"non-finite number {name}")
 
 
 def check_observation(obs):
     """PHD-IG shape checks beyond the R4 models."""
+    if obs.get("status") not in OBSERVATION_STATUS:
+        return f"Observation.status {obs.get('status')!r} is not in the required value set"
+    for holder in [obs] + obs.get("component", []):
+        for c in holder.get("dataAbsentReason", {}).get("coding", []):
+            if c.get("system") != DATA_ABSENT or c.get("code") not in DATA_ABSENT_CODES:
+                return f"dataAbsentReason {c} is not a data-absent-reason code"
     value_keys = [k for k in obs if k.startswith("value")]
     if "component" in obs:
         if value_keys:
@@ -66,7 +84,7 @@ def validate(doc):
     if kind == "Observation":
         return check_observation(doc)
     if kind == "Bundle":
-        if doc.get("type") not in ("transaction", "batch"):
+        if doc.get("type") not in BUNDLE_TYPE or doc.get("type") not in ("transaction", "batch"):
             return "bundle type is not transaction/batch"
         for i, entry in enumerate(doc.get("entry", [])):
             res = entry.get("resource", {})
@@ -75,7 +93,7 @@ def validate(doc):
             except Exception as e:  # noqa: BLE001 - report any model error
                 return f"entry {i}: {e}"
             req = entry.get("request", {})
-            if req.get("method") != "POST" or not req.get("ifNoneExist", "").startswith("identifier="):
+            if req.get("method") not in HTTP_VERB or req.get("method") != "POST" or not req.get("ifNoneExist", "").startswith("identifier="):
                 return f"entry {i}: not a conditional create"
             if res.get("resourceType") == "Observation":
                 problem = check_observation(res)
