@@ -3,8 +3,8 @@ import IoMTCore
 /// System ID 0x2A23: `manufacturer-defined identifier u40 | OUI u24` (little-endian).
 /// GSS §3.216 System ID; reference §10.1.
 public struct SystemID: Hashable, Sendable {
-    /// The 8 octets as sent on the air.
-    public var onAir: [UInt8]
+    /// The 8 octets as sent on the air (always 8: only `decode` makes a `SystemID`).
+    public private(set) var onAir: [UInt8]
 
     public static func decode(_ bytes: [UInt8]) throws -> SystemID {
         var r = ByteReader(bytes)
