@@ -51,7 +51,7 @@ public struct GlucoseMeasurement: Hashable, Sendable {
         case 7: HealthCodes.glucoseUndeterminedWholeBlood
         case 9: .glucoseISF
         case 10: HealthCodes.glucoseControlSolution
-        default: HealthCodes.glucoseUndeterminedPlasma  // 8 and unknown types: "undetermined plasma"
+        default: HealthCodes.glucoseUndeterminedPlasma  // 8, and reserved types (flagged by a status)
         }
     }
 
@@ -82,6 +82,7 @@ public struct GlucoseMeasurement: Hashable, Sendable {
         }
         m.statuses = Self.statuses(status)
         if type == 10 || sampleLocation == 4 { m.statuses.append(.controlSolution); m.isPatientData = false }
+        if let t = type, !(1...10).contains(t) { m.statuses.append(ProfileStatus(rawValue: "glucose-type-reserved-\(t)")) }
         if contextFollows { m.statuses.append("context-follows") }
         let timeFault = status & (1 << 11) != 0
         if let dt = DeviceTime(baseTime, addingMinutes: Int(timeOffsetMinutes ?? 0), clockFlaggedUnreliable: timeFault) {

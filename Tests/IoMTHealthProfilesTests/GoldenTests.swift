@@ -305,6 +305,10 @@ import Testing
         // Control solution (type 10) is not patient data.
         let ctl = try GlucoseMeasurement.decode(hex("02 2A 00 E8 07 03 0F 08 1E 00 78 B0 4A")).normalized
         #expect(!ctl.isPatientData && ctl.observations.first?.code == HealthCodes.glucoseControlSolution)
+        // A reserved type nibble (0) is coded "undetermined plasma" and flagged.
+        let reserved = try GlucoseMeasurement.decode(hex("02 2A 00 E8 07 03 0F 08 1E 00 78 B0 10")).normalized
+        #expect(reserved.observations.first?.code == HealthCodes.glucoseUndeterminedPlasma)
+        #expect(reserved.statuses.contains("glucose-type-reserved-0") && reserved.isPatientData)
     }
 
     @Test func context() throws {  // §6.2 `02 2A 00 01`
