@@ -60,10 +60,13 @@ let package = Package(
         .executableTarget(name: "iomt-serial-bench",
                           dependencies: ["IoMTCore", "IoMTSerial", "IoMTSerialPort", "IoMTSerialSimulators",
                                          .product(name: "Logging", package: "swift-log")]),
+        // Pure decoders for the Bluetooth SIG health profiles and the FHIR R4 output (issue 6).
+        .target(name: "IoMTHealthProfiles", dependencies: ["IoMTCore"]),
+        .target(name: "IoMTFHIR", dependencies: ["IoMTCore", "IoMTHealthProfiles"]),
         .target(
             name: "IoMTAgent",
             dependencies: [
-                "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources", "IoMTSerialPort",
+                "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources", "IoMTSerialPort", "IoMTFHIR",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -98,6 +101,8 @@ let package = Package(
         .testTarget(name: "IoMTSerialTests", dependencies: ["IoMTSerial", "IoMTSerialSimulators"]),
         .testTarget(name: "IoMTSerialPortTests",
                     dependencies: ["IoMTSerialPort", "IoMTSerial", "IoMTSerialSimulators"]),
+        .testTarget(name: "IoMTHealthProfilesTests", dependencies: ["IoMTHealthProfiles"]),
+        .testTarget(name: "IoMTFHIRTests", dependencies: ["IoMTFHIR", "IoMTHealthProfiles", "IoMTTestSupport"]),
         .testTarget(name: "IoMTBufferTests", dependencies: ["IoMTBuffer", "IoMTTestSupport"]),
         .testTarget(name: "IoMTUplinkTests", dependencies: ["IoMTUplink", "IoMTTestSupport"]),
         .testTarget(

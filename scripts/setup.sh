@@ -24,6 +24,6 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import jsonschema" 2>/dev/null; then
+if ! .venv/bin/python -c "import jsonschema, fhir.resources" 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi
