@@ -1,6 +1,7 @@
 import IoMTBuffer
 import IoMTConfig
 import IoMTCore
+import IoMTFHIR
 import IoMTSources
 import IoMTUplink
 import Logging
@@ -78,14 +79,16 @@ public struct Agent: Service {
             store: buffer, link: client,
             settings: .init(window: config.broker.inflightWindow,
                             qos: config.broker.qos == .exactlyOnce ? .exactlyOnce : .atLeastOnce,
-                            order: config.buffer.order == .liveFirst ? .liveFirst(backlogShare: config.buffer.backlogShare) : .fifo),
+                            order: config.buffer.order == .liveFirst ? .liveFirst(backlogShare: config.buffer.backlogShare) : .fifo,
+                            markBacklogInPayload: config.output.format == .json),
             logger: logger)
         let doorbell = forwarder.doorbell
         let ingestor = Ingestor(
             store: buffer,
             settings: .init(gatewayID: config.gateway.id, topics: topics,
                             maxDelay: .milliseconds(config.buffer.commitMaxDelayMilliseconds),
-                            maxBatch: config.buffer.commitMaxBatch),
+                            maxBatch: config.buffer.commitMaxBatch,
+                            format: config.output.format == .fhir ? .fhir(FHIROptions()) : .json),
             clock: clock, logger: logger, initialSequences: sequences,
             onCommitted: { doorbell.ring() })
 

@@ -37,11 +37,16 @@ public actor Forwarder {
         public var order: Order
         /// How long a message the broker refused waits before it is offered again.
         public var refusedRetryDelay: Duration
-        public init(window: Int, qos: MQTTQoS, order: Order, refusedRetryDelay: Duration = .seconds(30)) {
+        /// Mark backlog messages inside the payload too (`"backlog": true`): only for the
+        /// `iomt-reading/1` JSON; a FHIR Bundle would not validate with it.
+        public var markBacklogInPayload: Bool
+        public init(window: Int, qos: MQTTQoS, order: Order, refusedRetryDelay: Duration = .seconds(30),
+                    markBacklogInPayload: Bool = true) {
             self.window = max(1, window)
             self.qos = qos
             self.order = order
             self.refusedRetryDelay = refusedRetryDelay
+            self.markBacklogInPayload = markBacklogInPayload
         }
     }
 
@@ -258,7 +263,7 @@ public actor Forwarder {
         var payload = m.payload
         if isBacklog {
             properties.append(("backlog", "true"))
-            payload = Forwarder.markBacklog(payload)
+            if settings.markBacklogInPayload { payload = Forwarder.markBacklog(payload) }
         }
         do {
             let mid = try link.publish(topic: m.topic, payload: payload, qos: settings.qos, retain: false,

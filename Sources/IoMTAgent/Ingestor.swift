@@ -1,5 +1,6 @@
 import IoMTBuffer
 import IoMTCore
+import IoMTFHIR
 import Logging
 
 /// Turns source readings into durable messages with group commit.
@@ -15,16 +16,33 @@ import Logging
 /// transaction as the readings, so they continue across restarts; a sequence number is used
 /// up even when its reading is lost, so a consumer sees the hole and the gap record names it.
 public actor Ingestor: ReadingSink {
+    /// The payload format (`output.format`).
+    public enum Format: Sendable, Equatable {
+        /// `iomt-reading/1` (`schemas/reading.schema.json`).
+        case json
+        /// FHIR R4 transaction Bundle of PHD-IG Observations.
+        case fhir(FHIROptions)
+
+        func render(_ reading: Reading) -> [UInt8] {
+            switch self {
+            case .json: WireFormat.json(reading)
+            case .fhir(let options): FHIRFormat.json(reading, options: options)
+            }
+        }
+    }
+
     public struct Settings: Sendable {
         public var gatewayID: String
         public var topics: Topics
         public var maxDelay: Duration
         public var maxBatch: Int
-        public init(gatewayID: String, topics: Topics, maxDelay: Duration, maxBatch: Int) {
+        public var format: Format
+        public init(gatewayID: String, topics: Topics, maxDelay: Duration, maxBatch: Int, format: Format = .json) {
             self.gatewayID = gatewayID
             self.topics = topics
             self.maxDelay = maxDelay
             self.maxBatch = max(1, maxBatch)
+            self.format = format
         }
     }
 
@@ -120,7 +138,7 @@ public actor Ingestor: ReadingSink {
             let reading = Reading(id: ids.next(at: clock.now()), gatewayID: settings.gatewayID, sequence: seq, body: p.reading)
             messages.append(OutgoingMessage(
                 id: reading.id, kind: .reading, topic: settings.topics.readings(deviceID: deviceID),
-                payload: WireFormat.json(reading), deviceID: deviceID, sequence: seq, priority: 0, createdAt: received,
+                payload: settings.format.render(reading), deviceID: deviceID, sequence: seq, priority: 0, createdAt: received,
                 sourceCursor: p.reading.sourceCursor))
         }
 

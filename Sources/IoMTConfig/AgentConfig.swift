@@ -358,8 +358,10 @@ public struct OutputFormat: RawRepresentable, Hashable, Sendable, CustomStringCo
     public var description: String { rawValue }
     /// The `iomt-reading/1` JSON format.
     public static let json = OutputFormat(rawValue: "json")
+    /// FHIR R4: one transaction Bundle of PHD-IG Observations per reading (`IoMTFHIR`).
+    public static let fhir = OutputFormat(rawValue: "fhir")
     /// The formats this build understands.
-    public static let known: [OutputFormat] = [.json]
+    public static let known: [OutputFormat] = [.json, .fhir]
 }
 
 /// A simulator's device profile (the same names as `IoMTSources.SimulatedProfile`).

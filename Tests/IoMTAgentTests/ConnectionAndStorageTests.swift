@@ -208,3 +208,33 @@ struct DiskFullTests {
         #expect(holes.isEmpty, "sequence numbers neither delivered nor announced: \(holes.sorted().prefix(20))")
     }
 }
+
+@Suite(.timeLimit(.minutes(2)))
+struct FHIROutputTests {
+    @Test func fhirBundlesFromEveryProfileValidateAndCarryTheReadingIdentifier() async throws {
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        var setup = AgentSetup(gateway: "fhir", stateDir: dir.file("state"), brokerURL: broker.url)
+        setup.format = "fhir"
+        setup.simulators = [Sim(id: "ox-1", rate: 50, count: 41), Sim(id: "bp-1", profile: "blood-pressure", rate: 50, count: 5),
+                            Sim(id: "th-1", profile: "thermometer", rate: 50, count: 5)]
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/readings/#")
+        defer { sub.stop() }
+        let agent = try setup.start(in: dir, exitWhenDrained: true)
+        defer { agent.signal(SIGKILL) }
+        #expect(await agent.waitForExit(timeout: .seconds(30)), "did not drain: \(agent.output.value)")
+        let messages = await sub.waitFor(count: 51)
+        #expect(messages.count == 51)
+        try expectValidFHIR(messages.map(\.payloadString), dir: dir)
+        for m in messages {
+            let bundle = try #require(json(m))
+            #expect(bundle["resourceType"] as? String == "Bundle")
+            let id = try #require(m.userProperty("reading-id"))
+            #expect((bundle["identifier"] as? [String: Any])?["value"] as? String == "urn:uuid:\(id)",
+                    "the Bundle carries the reading id: redeliveries are recognisable")
+        }
+        // The finger-out reading (index 39) is a dataAbsentReason, never a number.
+        #expect(messages.contains { $0.payloadString.contains("dataAbsentReason") })
+    }
+}

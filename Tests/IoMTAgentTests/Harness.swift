@@ -42,6 +42,7 @@ struct AgentSetup {
     var onFull = "reject"
     var window = 64
     var extraBroker: [String] = []
+    var format = "json"
 
     var prefix: String { "iomt/\(gateway)" }
 
@@ -55,6 +56,7 @@ struct AgentSetup {
         ]
         lines += extraBroker.map { "  \($0)" }
         lines += ["buffer:", "  max_bytes: \(maxBytes)", "  on_full: \(onFull)", "  order: \(order)"]
+        lines += ["output:", "  format: \(format)"]
         if simulators.isEmpty {
             lines.append("simulators: []")
         } else {
@@ -152,6 +154,15 @@ func expectValid(_ documents: [String], schema: String, dir: TempDir,
             "\(python) is missing: run scripts/setup.sh", sourceLocation: sourceLocation)
     let result = try ChildProcess.run([python, "\(repoRoot)/scripts/validate_json.py", "\(repoRoot)/schemas/\(schema)", file])
     #expect(result.status == 0, "schema \(schema): \(result.output)", sourceLocation: sourceLocation)
+}
+
+/// Validates FHIR R4 documents with `scripts/validate_fhir.py` (fhir.resources R4 models in `.venv`).
+func expectValidFHIR(_ documents: [String], dir: TempDir, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    #expect(!documents.isEmpty, "no FHIR documents", sourceLocation: sourceLocation)
+    let file = dir.file("fhir.jsonl")
+    try documents.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+    let result = try ChildProcess.run(["\(repoRoot)/.venv/bin/python", "\(repoRoot)/scripts/validate_fhir.py", file])
+    #expect(result.status == 0, "FHIR validation: \(result.output)", sourceLocation: sourceLocation)
 }
 
 /// Waits (bounded) until `condition` holds for the subscriber's messages.
