@@ -35,7 +35,7 @@ enum LatencyBench {
         let doorbell = uplink.forwarder.doorbell
         let ingestor = Ingestor(store: buffer,
                                 settings: .init(gatewayID: Workload.gatewayID, topics: Workload.topics,
-                                                maxDelay: .milliseconds(10), maxBatch: 256),
+                                                maxDelay: .zero, maxBatch: 256),   // the default
                                 logger: Workload.logger(), initialSequences: [:], onCommitted: { doorbell.ring() })
         let commits = Task { await ingestor.run() }
         try uplink.start()
