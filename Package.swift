@@ -33,6 +33,8 @@ let package = Package(
             providers: [.apt(["libmosquitto-dev"])]
         ),
         .target(name: "IoMTCore"),
+        // The strict YAML subset the configuration is written in (pure; no Foundation).
+        .target(name: "IoMTYAML"),
         .target(
             name: "IoMTConfig",
             dependencies: ["IoMTCore", .product(name: "Yams", package: "Yams")]
@@ -93,6 +95,7 @@ let package = Package(
         // Helpers for tests only: start a real mosquitto on loopback, temp dirs, child processes.
         .target(name: "IoMTTestSupport", dependencies: ["IoMTCore", "IoMTUplink", "CMosquitto"]),
         .testTarget(name: "IoMTCoreTests", dependencies: ["IoMTCore"]),
+        .testTarget(name: "IoMTYAMLTests", dependencies: ["IoMTYAML", "IoMTConfig"]),
         .testTarget(name: "IoMTConfigTests", dependencies: ["IoMTConfig"]),
         .testTarget(name: "IoMTSourcesTests", dependencies: ["IoMTSources"]),
         .testTarget(name: "IoMTSerialTests", dependencies: ["IoMTSerial", "IoMTSerialSimulators"]),
