@@ -148,8 +148,10 @@ public struct YAMLError: Error, Sendable, Equatable, CustomStringConvertible {
         case syntax
         /// A YAML feature outside the subset: anchors, aliases, tags, merge keys, `>` ...
         case unsupported
-        /// A key repeated in one mapping; the error's position is the first occurrence.
-        case duplicateKey(again: YAMLMark)
+        /// A key repeated in one mapping; the error's position is the first occurrence, `again`
+        /// the repetition. `key` is the key's text, for a caller that knows which key names are
+        /// safe to show (the message never contains it).
+        case duplicateKey(key: String, again: YAMLMark)
         /// `---` after content.
         case secondDocument
         /// Nesting deeper than the limit.

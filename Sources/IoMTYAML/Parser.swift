@@ -336,19 +336,10 @@ private struct Scanner {
             throw YAMLError(.unsupported, at: key.mark, "merge keys ('<<') are not supported; write the keys out")
         }
         if let first = seen[key.string] {
-            throw YAMLError(.duplicateKey(again: key.mark), at: first,
-                            "\(Self.keyName(key.string)) appears more than once in the same mapping (first here, again at line \(key.mark.line))")
+            throw YAMLError(.duplicateKey(key: key.string, again: key.mark), at: first,
+                            "a key appears more than once in the same mapping (first here, again at line \(key.mark.line))")
         }
         seen[key.string] = key.mark
-    }
-
-    /// `key 'name'` for a short plain identifier, else `a key` (never echo arbitrary text).
-    static func keyName(_ s: String) -> String {
-        let ok = !s.isEmpty && s.utf8.count <= 40 && s.utf8.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-                || b == UInt8(ascii: "_") || b == UInt8(ascii: "-") || b == UInt8(ascii: ".")
-        }
-        return ok ? "key '\(s)'" : "a key"
     }
 
     mutating func blockSequence(indent c: Int, depth: Int) throws(YAMLError) -> YAMLNode {
@@ -605,7 +596,8 @@ private struct Scanner {
                 }
                 guard let c = peek(), c != newline, c != UInt8(ascii: "#") else { continue }
                 if let tabMark { throw fail("a tab in the indentation; indent with spaces only", at: tabMark) }
-                if indent <= blockIndent || atDocumentMarker() {
+                let closes = c == UInt8(ascii: "]") || c == UInt8(ascii: "}")
+                if indent < blockIndent || (indent == blockIndent && !closes) || atDocumentMarker() {
                     throw fail("expected '\(closer)' to close the collection opened at line \(open.line), column \(open.column) (continuation lines must be indented more than the key)")
                 }
                 continue
