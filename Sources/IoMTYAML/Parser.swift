@@ -83,10 +83,13 @@ private let space: UInt8 = 0x20
 private let tab: UInt8 = 0x09
 private let newline: UInt8 = 0x0A
 
-/// Where a value appears: decides what may start on the same line.
+/// Where a node starts: decides what may start there.
 private enum ValueContext {
-    case mappingValue
-    case sequenceItem
+    /// On the line of its `key:` (a scalar or a flow collection only: `key: - a` and
+    /// `key: b: c` are errors).
+    case afterKey
+    /// On a line of its own or after `- ` (anything: `- - a`, `- key: value`).
+    case open
 }
 
 /// The byte scanner and recursive-descent parser (depth bounded by `maxDepth`).
@@ -213,7 +216,7 @@ private struct Scanner {
         }
         if atEnd { return nil }
         if atDocumentMarker() { try trailing() }
-        let root = try blockNode(parentIndent: -1, depth: 1, context: .sequenceItem)
+        let root = try blockNode(parentIndent: -1, depth: 1, context: .open)
         if !atEnd { try trailing() }
         return root
     }
@@ -262,7 +265,7 @@ private struct Scanner {
     mutating func blockNode(parentIndent: Int, depth: Int, context: ValueContext) throws(YAMLError) -> YAMLNode {
         let c = indent
         if isDashItem() {
-            if context == .mappingValue {
+            if context == .afterKey {
                 throw fail("a list cannot start on the key's line; put '- ' items on the next lines")
             }
             return try blockSequence(indent: c, depth: depth)
@@ -286,7 +289,7 @@ private struct Scanner {
         let key = try scalar(flow: false)
         skipSpaces()
         if peek() == UInt8(ascii: ":") && isBlankOrEnd(1) {
-            if context == .mappingValue {
+            if context == .afterKey {
                 throw fail("a mapping cannot start on the key's line; put its keys on the next lines, indented", at: start)
             }
             return try blockMapping(indent: start.column - 1, firstKey: key, depth: depth)
@@ -307,7 +310,7 @@ private struct Scanner {
             try checkKey(key, seen: &seen)
             let colon = mark
             advance()
-            let value = try valueAfterIndicator(blockIndent: c, depth: depth + 1, context: .mappingValue,
+            let value = try valueAfterIndicator(blockIndent: c, depth: depth + 1, context: .afterKey,
                                                 emptyMark: YAMLMark(line: colon.line, column: colon.column + 1))
             pairs.append((key: .scalar(key), value: value))
             if atEnd || atDocumentMarker() || indent < c { break }
@@ -349,7 +352,7 @@ private struct Scanner {
         while true {
             let dash = mark
             advance()
-            let item = try valueAfterIndicator(blockIndent: c, depth: depth + 1, context: .sequenceItem, emptyMark: dash)
+            let item = try valueAfterIndicator(blockIndent: c, depth: depth + 1, context: .open, emptyMark: dash)
             items.append(item)
             if atEnd || atDocumentMarker() || indent < c { break }
             if indent > c { throw fail("bad indentation: this line is indented more than the list items above it") }
@@ -370,9 +373,9 @@ private struct Scanner {
                 return .scalar(YAMLScalar(string: "", style: .plain, mark: emptyMark))
             }
             if indent > c {
-                return try blockNode(parentIndent: c, depth: depth, context: .sequenceItem)
+                return try blockNode(parentIndent: c, depth: depth, context: .open)
             }
-            if indent == c && context == .mappingValue && isDashItem() {
+            if indent == c && context == .afterKey && isDashItem() {
                 return try blockSequence(indent: c, depth: depth)
             }
             return .scalar(YAMLScalar(string: "", style: .plain, mark: emptyMark))

@@ -207,6 +207,13 @@ func readRepositoryFile(_ relative: String) throws -> String {
         #expect(try parse("\u{FEFF}a: 1\r\nb: 2\r\n").text("b") == "2")
     }
 
+    @Test func tabsAsSeparatorsAndOldMacLineEnds() throws {
+        let root = try parse("a:\tx\rb: [1,\t2]\r")
+        #expect(root.text("a") == "x")
+        #expect(root.text("b[1]") == "2")
+        #expect(root.at("b")?.line == 2)
+    }
+
     @Test func keyOrderIsKept() throws {
         guard case let .mapping(m) = try parse("z: 1\na: 2\nm: 3\n") else { Issue.record("mapping"); return }
         #expect(m.keys.compactMap { $0.scalar?.string } == ["z", "a", "m"])
@@ -256,6 +263,12 @@ func readRepositoryFile(_ relative: String) throws -> String {
         ("a: x\u{7F}\n", 1, 5, "control characters", "character"),
         ("a: x\u{FEFF}\n", 1, 5, "byte order mark", "character"),
         ("[a]: 1\n", 1, 1, "cannot be a key", "unsupported"),
+        // Never silently folded: multi-line plain scalars, inside and outside brackets.
+        ("a: b\n  c\n", 2, 3, "bad indentation", "syntax"),
+        ("a: [b\n  c]\n", 2, 3, "expected ',' or ']'", "syntax"),
+        ("a: \"b\n  c\"\n", 1, 4, "unterminated quoted", "syntax"),
+        ("a: 1\n  # comment is fine\n\tb: 2\n", 3, 1, "tab", "syntax"),
+        ("a: [1, 2]#c\n", 1, 10, "space before '#'", "syntax"),
     ] as [(String, Int, Int, String, String)])
     func errorHasPositionAndWords(text: String, line: Int, column: Int, words: String, kind: String) throws {
         let e = try #require(failure(text))
