@@ -445,3 +445,156 @@ func readRepositoryFile(_ relative: String) throws -> String {
         }
     }
 }
+
+// MARK: Round trip property
+
+/// A value tree, emitted as YAML in random styles and parsed back.
+indirect enum Tree: Equatable {
+    case map([String], [Tree])
+    case seq([Tree])
+    case str(String)
+
+    init(_ node: YAMLNode) {
+        switch node {
+        case let .mapping(m): self = .map(m.keys.map { $0.scalar?.string ?? "?" }, m.values.map(Tree.init))
+        case let .sequence(s): self = .seq(s.map(Tree.init))
+        case let .scalar(s): self = .str(s.string)
+        }
+    }
+}
+
+struct Emitter {
+    var rng: LimitTests.Random
+
+    static let pieces: [String] = ["a", "b", "Z", "0", "9", "_", ".", "/", " ", ":", "#", "-", ",", "[", "}",
+                                   "\"", "'", "\\", "\n", "\t", "é", "😀", "&", "*", "!", "|", "~"]
+
+    mutating func string(plainOnly: Bool = false) -> String {
+        var s = ""
+        let safe = ["a", "b", "Z", "0", "9", "_", ".", "/"]
+        let n = rng.below(plainOnly ? 6 : 8) + (plainOnly ? 1 : 0)
+        for _ in 0..<n { s += plainOnly ? safe[rng.below(safe.count)] : Self.pieces[rng.below(Self.pieces.count)] }
+        return s
+    }
+
+    mutating func tree(depth: Int) -> Tree {
+        let r = rng.below(depth >= 4 ? 1 : 3)
+        switch r {
+        case 0: return .str(string())
+        case 1:
+            var keys: [String] = []
+            var values: [Tree] = []
+            for _ in 0..<rng.below(4) {
+                let k = string()
+                if keys.contains(k) { continue }
+                keys.append(k)
+                values.append(tree(depth: depth + 1))
+            }
+            return .map(keys, values)
+        default:
+            return .seq((0..<rng.below(4)).map { _ in tree(depth: depth + 1) })
+        }
+    }
+
+    func isPlainSafe(_ s: String) -> Bool {
+        guard let f = s.unicodeScalars.first, f.properties.isAlphabetic || ("0"..."9").contains(f) else { return false }
+        return s.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || "_./".unicodeScalars.contains($0) }
+            && !["null", "Null", "NULL"].contains(s)
+    }
+
+    mutating func scalar(_ s: String) -> String {
+        if isPlainSafe(s) && rng.below(2) == 0 { return s }
+        if !s.contains("\n") && !s.contains("\t") && rng.below(2) == 0 {
+            return "'" + s.replacingOccurrences(of: "'", with: "''") + "'"
+        }
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += rng.below(2) == 0 ? "\\n" : "\\u000A"
+            case "\t": out += "\\t"
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
+    }
+
+    mutating func flow(_ t: Tree) -> String {
+        switch t {
+        case let .str(s): return scalar(s)
+        case let .seq(items): return "[" + items.map { flow($0) }.joined(separator: rng.below(2) == 0 ? ", " : ",") + "]"
+        case let .map(keys, values):
+            return "{" + zip(keys, values).map { scalar($0) + ": " + flow($1) }.joined(separator: ", ") + "}"
+        }
+    }
+
+    /// Lines of `t` as a block node at `indent` (a scalar is one line).
+    mutating func block(_ t: Tree, indent: Int) -> [String] {
+        let pad = String(repeating: " ", count: indent)
+        switch t {
+        case .str: return [pad + flow(t)]
+        case let .seq(items):
+            if items.isEmpty || rng.below(5) == 0 { return [pad + flow(t)] }
+            var lines: [String] = []
+            for item in items {
+                switch item {
+                case .str: lines.append(pad + "- " + flow(item))
+                case .seq([]), .map([], []): lines.append(pad + "- " + flow(item))
+                default:
+                    if rng.below(2) == 0 {
+                        // Compact: the nested node starts on the dash line.
+                        var inner = block(item, indent: indent + 2)
+                        inner[0] = pad + "- " + inner[0].dropFirst(indent + 2)
+                        lines += inner
+                    } else {
+                        lines.append(pad + "-" + (rng.below(2) == 0 ? "" : "   # item"))
+                        lines += block(item, indent: indent + 2 + rng.below(2))
+                    }
+                }
+            }
+            return lines
+        case let .map(keys, values):
+            if keys.isEmpty || rng.below(5) == 0 { return [pad + flow(t)] }
+            var lines: [String] = []
+            for (k, v) in zip(keys, values) {
+                let key = pad + scalar(k) + ":"
+                switch v {
+                case .str: lines.append(key + " " + flow(v) + (rng.below(3) == 0 ? "  # note" : ""))
+                case .seq([]), .map([], []): lines.append(key + " " + flow(v))
+                default:
+                    if rng.below(4) == 0 {
+                        lines.append(key + " " + flow(v))
+                    } else {
+                        lines.append(key)
+                        if rng.below(4) == 0 { lines.append("") }
+                        let same = block(v, indent: indent)
+                        if case .seq = v, rng.below(2) == 0, same[0].hasPrefix(pad + "-") {
+                            lines += same   // "key:\n- item" at the key's indentation
+                        } else {
+                            lines += block(v, indent: indent + 2)
+                        }
+                    }
+                }
+            }
+            return lines
+        }
+    }
+}
+
+@Test func randomTreesRoundTripThroughEveryStyle() throws {
+    var emitter = Emitter(rng: LimitTests.Random(state: 42))
+    for _ in 0..<2000 {
+        let tree = emitter.tree(depth: 0)
+        let text = emitter.block(tree, indent: 0).joined(separator: "\n") + "\n"
+        do {
+            let node = try YAMLParser.parse(text)
+            let back = node.map(Tree.init)
+            #expect(back == tree, "\(text)")
+            if back != tree { return }
+        } catch {
+            Issue.record("\(error) in\n\(text)")
+            return
+        }
+    }
+}
