@@ -3,7 +3,8 @@ import PackageDescription
 
 // Module layout (lightest first):
 //   IoMTCore     pure value types: readings, ids, time, byte reading. No syscalls beyond the clock and RNG.
-//   IoMTConfig   YAML configuration with key-path errors (Yams).
+//   IoMTYAML     a strict YAML subset: the parser the configuration is read with (pure; no Foundation).
+//   IoMTConfig   YAML configuration with key-path errors (on IoMTYAML).
 //   IoMTBuffer   the durable store-and-forward buffer (SQLite, WAL).
 //   IoMTUplink   the MQTT client (libmosquitto).
 //   IoMTSources  reading sources (simulators now; serial and BLE later).
@@ -19,7 +20,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -33,9 +33,11 @@ let package = Package(
             providers: [.apt(["libmosquitto-dev"])]
         ),
         .target(name: "IoMTCore"),
+        // The strict YAML subset the configuration is written in (pure; no Foundation).
+        .target(name: "IoMTYAML"),
         .target(
             name: "IoMTConfig",
-            dependencies: ["IoMTCore", .product(name: "Yams", package: "Yams")]
+            dependencies: ["IoMTCore", "IoMTYAML"]
         ),
         .target(
             name: "IoMTBuffer",
@@ -96,6 +98,7 @@ let package = Package(
         // Helpers for tests only: start a real mosquitto on loopback, temp dirs, child processes.
         .target(name: "IoMTTestSupport", dependencies: ["IoMTCore", "IoMTUplink", "CMosquitto"]),
         .testTarget(name: "IoMTCoreTests", dependencies: ["IoMTCore"]),
+        .testTarget(name: "IoMTYAMLTests", dependencies: ["IoMTYAML", "IoMTConfig"]),
         .testTarget(name: "IoMTConfigTests", dependencies: ["IoMTConfig"]),
         .testTarget(name: "IoMTSourcesTests", dependencies: ["IoMTSources"]),
         .testTarget(name: "IoMTSerialTests", dependencies: ["IoMTSerial", "IoMTSerialSimulators"]),

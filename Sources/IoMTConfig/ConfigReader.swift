@@ -1,4 +1,7 @@
-import Yams
+import IoMTYAML
+
+/// The parsed YAML node (the strict subset of ``IoMTYAML``).
+typealias Node = YAMLNode
 
 /// A mapping whose keys have been checked: known keys with their value nodes.
 struct Section {
@@ -26,44 +29,19 @@ struct ConfigReader {
 
     // MARK: Syntax errors
 
-    func syntaxProblem(_ error: YamlError, yaml: String) -> ConfigProblem {
-        // Never use `error.description`: it quotes the offending line (or, for duplicate
-        // keys, the whole document), which may hold a secret.
-        func problem(_ mark: Mark, _ text: String, _ context: YamlError.Context?) -> ConfigProblem {
-            var message = "YAML syntax error: \(text)"
-            if let context { message += " (\(context.text), line \(context.mark.line))" }
-            return ConfigProblem(source: source, line: mark.line, column: mark.column, keyPath: "", message: message)
+    /// The problem for a YAML error. The parser's messages never quote the text (a config
+    /// file may hold a pasted secret), so they are passed on as they are.
+    func syntaxProblem(_ error: YAMLError) -> ConfigProblem {
+        let message: String
+        switch error.kind {
+        case let .duplicateKey(key, again):
+            // The key's name only if it is one of ours (never echo text that may be a secret).
+            let name = Keys.allNames.contains(key) ? "key '\(key)'" : "a key"
+            message = "YAML error: \(name) appears more than once in the same mapping (first here, again at line \(again.line))"
+        case .badCharacter: message = "cannot read the YAML text: \(error.message)"
+        default: message = "YAML syntax error: \(error.message)"
         }
-        switch error {
-        case let .scanner(context, text, mark, _), let .parser(context, text, mark, _):
-            return problem(mark, text, context)
-        case let .composer(context, text, mark, _):
-            // `compose` reports a second document with a context placed at 1:1; keep the text only.
-            if text == "but found another document" {
-                return ConfigProblem(source: source, line: mark.line, column: mark.column, keyPath: "",
-                                     message: "YAML syntax error: a second document ('---') is not allowed; the configuration is one document")
-            }
-            return problem(mark, text, context)
-        case let .reader(text, offset, _, _):
-            var line: Int? = nil
-            var column: Int? = nil
-            if let offset {
-                var l = 1, c = 1
-                for ch in yaml.prefix(offset) {
-                    if ch == "\n" || ch == "\r\n" { l += 1; c = 1 } else { c += 1 }
-                }
-                line = l
-                column = c
-            }
-            return ConfigProblem(source: source, line: line, column: column, keyPath: "",
-                                 message: "cannot read the YAML text: \(text)")
-        case let .duplicatedKeysInMapping(duplicates, context):
-            let names = duplicates.map { "'\($0)'" }.joined(separator: ", ")
-            return ConfigProblem(source: source, line: context.mark.line, column: context.mark.column, keyPath: "",
-                                 message: "YAML error: key \(names) appears more than once in the same mapping (first here)")
-        default:
-            return ConfigProblem(source: source, line: nil, keyPath: "", message: "cannot parse the YAML")
-        }
+        return ConfigProblem(source: source, line: error.line, column: error.column, keyPath: "", message: message)
     }
 
     // MARK: Structure
@@ -81,7 +59,7 @@ struct ConfigReader {
                 switch node {
                 case .sequence: kind = "a list"
                 case .scalar: kind = "a single value"
-                default: kind = "something else"
+                case .mapping: kind = "something else"
                 }
                 report("", parentLine,
                        "the configuration must be a mapping of keys (gateway:, broker:, ...), got \(kind); is this the right file?")
@@ -134,13 +112,13 @@ struct ConfigReader {
 
     // MARK: Scalars
 
-    func line(_ node: Node?, _ fallback: Int) -> Int { node?.mark?.line ?? fallback }
+    func line(_ node: Node?, _ fallback: Int) -> Int { node?.line ?? fallback }
 
     /// The line of `key` in `s`, or of the mapping if the key is absent.
     func line(_ s: Section, _ key: String) -> Int { s.keyLines[key] ?? s.line }
 
     func isNull(_ node: Node) -> Bool {
-        guard case let .scalar(s) = node, s.style == .plain || s.style == .any else { return false }
+        guard case let .scalar(s) = node, s.style == .plain else { return false }
         return ["", "~", "null", "Null", "NULL"].contains(s.string)
     }
 
@@ -155,11 +133,10 @@ struct ConfigReader {
         switch node {
         case .mapping: return "a mapping"
         case .sequence: return "a list"
-        case .alias: return "an alias"
         case let .scalar(s):
             if isNull(node) { return "an empty value" }
             let text = clip(s.string)
-            if s.style == .plain || s.style == .any {
+            if s.style == .plain {
                 if isBoolWord(s.string) { return "a boolean (\(text))" }
                 if parseInteger(s.string) != nil || parseNumber(s.string) != nil { return "a number (\(text))" }
             }
@@ -234,7 +211,7 @@ struct ConfigReader {
                           rangeMessage: String? = nil) -> (Int64, Int?) {
         guard let node = value(s, key) else { return (def, nil) }
         let line = line(s, key)
-        guard case let .scalar(scalar) = node, scalar.style == .plain || scalar.style == .any,
+        guard case let .scalar(scalar) = node, scalar.style == .plain,
               let parsed = parseInteger(scalar.string) else {
             report(s.path(key), line, "must be an integer, got \(describe(node))")
             return (def, line)
@@ -251,7 +228,7 @@ struct ConfigReader {
     mutating func number(_ s: Section, _ key: String, _ check: (Double) -> Bool, rangeMessage: String) -> (Double, Int)? {
         guard let node = value(s, key) else { return nil }
         let line = line(s, key)
-        guard case let .scalar(scalar) = node, scalar.style == .plain || scalar.style == .any,
+        guard case let .scalar(scalar) = node, scalar.style == .plain,
               let v = parseNumber(scalar.string) else {
             report(s.path(key), line, "must be a number, got \(describe(node))")
             return nil

@@ -1,4 +1,4 @@
-import Yams
+import IoMTYAML
 
 /// A declarative line profile file (issue 4, item 5), for text-line devices without a built-in
 /// profile. Used by `serial[]` entries with `profile: line` and `line_profile: <path>`.
@@ -65,11 +65,9 @@ public struct LineProfileDocument: Sendable, Equatable {
         var reader = ConfigReader(source: source)
         let root: Node?
         do {
-            root = try Yams.compose(yaml: yaml, .default, .default, .utf8)
-        } catch let error as YamlError {
-            throw ConfigErrors([reader.syntaxProblem(error, yaml: yaml)])
+            root = try YAMLParser.parse(yaml)
         } catch {
-            throw ConfigErrors([ConfigProblem(source: source, line: nil, keyPath: "", message: "cannot parse the YAML")])
+            throw ConfigErrors([reader.syntaxProblem(error)])
         }
         let doc = reader.buildLineProfile(root)
         if let doc, reader.problems.isEmpty { return doc }

@@ -1,4 +1,4 @@
-import Yams
+import IoMTYAML
 
 extension AgentConfig {
     /// Parses and validates a configuration.
@@ -13,12 +13,9 @@ extension AgentConfig {
         var reader = ConfigReader(source: source)
         let root: Node?
         do {
-            root = try Yams.compose(yaml: yaml, .default, .default, .utf8)
-        } catch let error as YamlError {
-            throw ConfigErrors([reader.syntaxProblem(error, yaml: yaml)])
+            root = try YAMLParser.parse(yaml)
         } catch {
-            throw ConfigErrors([ConfigProblem(source: source, line: nil, keyPath: "",
-                                              message: "cannot parse the YAML")])
+            throw ConfigErrors([reader.syntaxProblem(error)])
         }
         let config = reader.build(root)
         if let config, reader.problems.isEmpty { return config }
@@ -46,6 +43,10 @@ enum Keys {
     static let serial = ["profile", "patient", "port", "match", "id", "baud", "data_bits", "parity", "stop_bits",
                          "rtscts", "reconnect_min_ms", "reconnect_max_ms", "line_profile"]
     static let serialMatch = ["vendor_id", "product_id", "serial"]
+
+    /// Every key name of the configuration and of line profiles (safe to show in messages).
+    static let allNames: Set<String> = Set(top + gateway + log + broker + buffer + output + simulator + serial
+        + serialMatch + lineProfile + lineProfileLine + lineProfileMeasurement + lineProfileFlags + lineProfileBit)
 
     /// Every known key path, for "did you mean" across sections.
     static let allPaths: [String] = top
@@ -330,7 +331,7 @@ extension ConfigReader {
             var seed = UInt64(index + 1)
             if let seedNode = value(s, "seed") {
                 let line = line(s, "seed")
-                if case let .scalar(scalar) = seedNode, scalar.style == .plain || scalar.style == .any,
+                if case let .scalar(scalar) = seedNode, scalar.style == .plain,
                    let parsed = parseInteger(scalar.string) {
                     if parsed.negative, parsed.magnitude != 0 {
                         report(s.path("seed"), line, "must not be negative, got \(clip(scalar.string))")

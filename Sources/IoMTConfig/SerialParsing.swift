@@ -1,4 +1,4 @@
-import Yams
+import IoMTYAML
 
 /// The `serial:` section (issue 4): USB-serial medical devices.
 extension ConfigReader {
@@ -103,7 +103,7 @@ extension ConfigReader {
             let parity: SerialParity? = choice(s, "parity", default: nil)
             var rtscts: Bool?
             if let node = value(s, "rtscts") {
-                if case let .scalar(scalar) = node, scalar.style == .plain || scalar.style == .any,
+                if case let .scalar(scalar) = node, scalar.style == .plain,
                    ["true", "false"].contains(scalar.string) {
                     rtscts = scalar.string == "true"
                 } else {
