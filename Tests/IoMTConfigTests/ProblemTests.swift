@@ -287,7 +287,7 @@ import Testing
     }
 
     @Test func unknownOutputFormat() throws {
-        let e = problems(minimalYAML + "\noutput:\n  format: fhir\n")
+        let e = problems(minimalYAML + "\noutput:\n  format: hl7v2\n")
         #expect(try #require(problem(e, at: "output.format")).line == 6)
     }
 
