@@ -91,7 +91,7 @@ enum LatencyBench {
         }
         let n = sent.count
         results.add("3", "submit→durable p50", unit: "ms", agent: percentile(durable.all, 50), reps: 1,
-                    note: "\(n) readings over \(Int(seconds)) s; includes the 10 ms group-commit wait")
+                    note: "\(n) readings over \(Int(seconds)) s")
         results.add("3", "submit→durable p99", unit: "ms", agent: percentile(durable.all, 99), reps: 1)
         results.add("3", "publish→PUBACK p50 (observeLatency)", unit: "ms", agent: percentile(pubAck.all, 50), reps: 1,
                     note: "ms resolution")
