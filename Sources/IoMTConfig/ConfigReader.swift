@@ -256,6 +256,26 @@ struct ConfigReader {
         return nil
     }
 
+    /// A required choice (e.g. a device `profile`): "is required (one of ...)" when absent.
+    mutating func requiredChoice<E: CaseIterable & RawRepresentable>(_ s: Section, _ key: String) -> E?
+    where E.RawValue == String {
+        guard value(s, key) != nil else {
+            let names = E.allCases.map(\.rawValue).joined(separator: ", ")
+            report(s.path(key), line(s, key), "is required (one of \(names))")
+            return nil
+        }
+        return choice(s, key, default: nil)
+    }
+
+    /// A device's `patient`: required, at most 64 bytes, no control characters.
+    mutating func patientID(_ s: Section) -> String? {
+        guard let (p, line) = requiredText(s, "patient", example: "P-1001") else { return nil }
+        if p.utf8.count > 64 || p.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            report(s.path("patient"), line, "must be at most 64 bytes without control characters")
+            return nil
+        }
+        return p
+    }
 }
 
 // MARK: - Helpers

@@ -288,22 +288,8 @@ extension ConfigReader {
                 continue
             }
             let before = problems.count
-            let profile: SimulatorProfile?
-            if value(s, "profile") == nil {
-                let names = SimulatorProfile.allCases.map(\.rawValue).joined(separator: ", ")
-                report(s.path("profile"), line(s, "profile"), "is required (one of \(names))")
-                profile = nil
-            } else {
-                profile = choice(s, "profile", default: nil)
-            }
-            var patient: String?
-            if let (p, line) = requiredText(s, "patient", example: "P-1001") {
-                if p.utf8.count > 64 || p.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
-                    report(s.path("patient"), line, "must be at most 64 bytes without control characters")
-                } else {
-                    patient = p
-                }
-            }
+            let profile: SimulatorProfile? = requiredChoice(s, "profile")
+            let patient = patientID(s)
             var rate: Double?
             if s.values["rate"].map({ !isNull($0) }) ?? false {
                 rate = number(s, "rate", { $0 > 0 && $0 <= 1000 },

@@ -27,23 +27,8 @@ extension ConfigReader {
             // Defaults come from the memberwise initializer, the one place they are written down.
             let d = AgentConfig.Serial(id: "", profile: .contecV7, patient: "", port: .path(""))
 
-            let profile: SerialProfileName?
-            if value(s, "profile") == nil {
-                let names = SerialProfileName.allCases.map(\.rawValue).joined(separator: ", ")
-                report(s.path("profile"), line(s, "profile"), "is required (one of \(names))")
-                profile = nil
-            } else {
-                profile = choice(s, "profile", default: nil)
-            }
-
-            var patient: String?
-            if let (p, line) = requiredText(s, "patient", example: "P-1001") {
-                if p.utf8.count > 64 || p.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
-                    report(s.path("patient"), line, "must be at most 64 bytes without control characters")
-                } else {
-                    patient = p
-                }
-            }
+            let profile: SerialProfileName? = requiredChoice(s, "profile")
+            let patient = patientID(s)
 
             var port: AgentConfig.Serial.Port?
             var portKey: String?

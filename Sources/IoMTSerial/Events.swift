@@ -139,14 +139,7 @@ public struct DeviceDateTime: Hashable, Sendable, CustomStringConvertible {
 
     /// The instant this civil time names if the device clock were UTC.
     public var asIfUTC: Timestamp {
-        // Howard Hinnant's days_from_civil.
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = (month + 9) % 12
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = Int64(era * 146_097 + doe - 719_468)
+        let days = Timestamp.days(fromCivil: Int64(year), Int64(month), Int64(day))
         let secs = days * 86_400 + Int64(hour * 3600 + minute * 60 + second)
         return Timestamp(millisecondsSinceEpoch: secs * 1000)
     }
