@@ -256,6 +256,25 @@ struct ConfigReader {
         return nil
     }
 
+    /// Parses `yaml` and builds a document with `build`, collecting every problem: the YAML
+    /// syntax error, or all that `build` reported (each with line and key path).
+    static func read<T>(yaml: String, source: String, what: String,
+                        _ build: (inout ConfigReader, Node?) -> T?) throws(ConfigErrors) -> T {
+        var reader = ConfigReader(source: source)
+        let root: Node?
+        do {
+            root = try YAMLParser.parse(yaml)
+        } catch {
+            throw ConfigErrors([reader.syntaxProblem(error)])
+        }
+        let result = build(&reader, root)
+        if let result, reader.problems.isEmpty { return result }
+        if reader.problems.isEmpty {
+            reader.problems.append(ConfigProblem(source: source, line: nil, keyPath: "", message: "invalid \(what)"))
+        }
+        throw ConfigErrors(reader.problems)
+    }
+
     /// A required choice (e.g. a device `profile`): "is required (one of ...)" when absent.
     mutating func requiredChoice<E: CaseIterable & RawRepresentable>(_ s: Section, _ key: String) -> E?
     where E.RawValue == String {

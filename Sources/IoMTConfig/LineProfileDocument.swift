@@ -62,19 +62,7 @@ public struct LineProfileDocument: Sendable, Equatable {
 
     /// Parses and validates a line profile; every problem has the file, line and key path.
     public static func parse(yaml: String, source: String) throws(ConfigErrors) -> LineProfileDocument {
-        var reader = ConfigReader(source: source)
-        let root: Node?
-        do {
-            root = try YAMLParser.parse(yaml)
-        } catch {
-            throw ConfigErrors([reader.syntaxProblem(error)])
-        }
-        let doc = reader.buildLineProfile(root)
-        if let doc, reader.problems.isEmpty { return doc }
-        if reader.problems.isEmpty {
-            reader.problems.append(ConfigProblem(source: source, line: nil, keyPath: "", message: "invalid line profile"))
-        }
-        throw ConfigErrors(reader.problems)
+        try ConfigReader.read(yaml: yaml, source: source, what: "line profile") { $0.buildLineProfile($1) }
     }
 
     /// Reads and parses a line profile file.

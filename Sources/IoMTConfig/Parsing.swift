@@ -10,20 +10,7 @@ extension AgentConfig {
     ///   values out of range, malformed URLs, missing required keys, YAML syntax errors),
     ///   each with its key path and line.
     public static func parse(yaml: String, source: String) throws(ConfigErrors) -> AgentConfig {
-        var reader = ConfigReader(source: source)
-        let root: Node?
-        do {
-            root = try YAMLParser.parse(yaml)
-        } catch {
-            throw ConfigErrors([reader.syntaxProblem(error)])
-        }
-        let config = reader.build(root)
-        if let config, reader.problems.isEmpty { return config }
-        if reader.problems.isEmpty {
-            reader.problems.append(ConfigProblem(source: source, line: nil, keyPath: "",
-                                                 message: "invalid configuration"))
-        }
-        throw ConfigErrors(reader.problems)
+        try ConfigReader.read(yaml: yaml, source: source, what: "configuration") { $0.build($1) }
     }
 }
 
