@@ -175,7 +175,7 @@ public struct Agent: Service {
 
     func uplinkConfig(password: String?, will: LastWill) -> UplinkConfig {
         let b = config.broker
-        return UplinkConfig(
+        var uplink = UplinkConfig(
             brokers: b.endpoints.map { BrokerAddress(host: $0.host, port: $0.port, tls: $0.tls) },
             clientID: b.clientID,
             protocolVersion: b.protocolVersion == .mqtt311 ? .v311 : .v5,
@@ -185,6 +185,8 @@ public struct Agent: Service {
             reconnectMinDelay: .milliseconds(b.reconnectMinMilliseconds),
             reconnectMaxDelay: .milliseconds(b.reconnectMaxMilliseconds),
             will: will)
+        uplink.batchAcknowledgements = true
+        return uplink
     }
 
     /// Simulators and serial devices (BLE to come), each a `ReadingSource`.
@@ -218,6 +220,8 @@ public struct Agent: Service {
                 await forwarder.handle(.disconnected(reason: error?.description))
             case .acknowledged(let mid, _):
                 await forwarder.handle(.acknowledged(mid: mid))
+            case .acknowledgedBatch(let mids):
+                await forwarder.handle(.acknowledgedBatch(mids))
             case .refused(let mid, let reason):
                 await forwarder.handle(.refused(mid: mid, reason: reason.description))
             }

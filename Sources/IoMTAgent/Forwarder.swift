@@ -12,6 +12,8 @@ public enum LinkEvent: Sendable {
     case disconnected(reason: String?)
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2) with a success reason code: the broker has it.
     case acknowledged(mid: Int32)
+    /// Several acknowledgements at once (see `MQTTEvent.acknowledgedBatch`).
+    case acknowledgedBatch([Int32])
     /// The broker answered with an error reason code (MQTT 5 §3.4.2.1): not delivered.
     case refused(mid: Int32, reason: String)
 }
@@ -117,14 +119,10 @@ public actor Forwarder {
             if connected, let reason { logger.warning("uplink disconnected", metadata: ["reason": "\(reason)"]) }
             connected = false
         case .acknowledged(let mid):
-            guard let entry = inflight.removeValue(forKey: mid) else {
-                otherAcknowledged(mid, delivered: true) // e.g. a status publish
-                return
-            }
-            if entry.isBacklog { backlogInFlight -= 1 }
-            pendingAcks.append(entry.token)
-            delivered += 1
-            latencyObserver?(monotonicMilliseconds() - entry.sentAt)
+            acknowledge(mid)
+            doorbell.ring()
+        case .acknowledgedBatch(let mids):
+            for mid in mids { acknowledge(mid) }
             doorbell.ring()
         case .refused(let mid, let reason):
             guard let entry = inflight.removeValue(forKey: mid) else {
@@ -143,6 +141,17 @@ public actor Forwarder {
                 doorbell.ring()
             }
         }
+    }
+
+    private func acknowledge(_ mid: Int32) {
+        guard let entry = inflight.removeValue(forKey: mid) else {
+            otherAcknowledged(mid, delivered: true) // e.g. a status publish
+            return
+        }
+        if entry.isBacklog { backlogInFlight -= 1 }
+        pendingAcks.append(entry.token)
+        delivered += 1
+        latencyObserver?(monotonicMilliseconds() - entry.sentAt)
     }
 
     /// The pump: on every ring, delete acknowledged messages, then refill the window.

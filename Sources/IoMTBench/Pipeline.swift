@@ -87,9 +87,11 @@ final class Uplink: Sendable {
     private let events: Task<Void, Never>
 
     init(buffer: SQLiteBuffer, brokerPort: Int, clientID: String, window: Int = 64) throws {
-        let client = try MQTTClient(config: UplinkConfig(
+        var config = UplinkConfig(
             brokers: [BrokerAddress(host: "127.0.0.1", port: brokerPort, tls: false)], clientID: clientID,
-            keepalive: 30, reconnectMinDelay: .milliseconds(100), reconnectMaxDelay: .seconds(1)))
+            keepalive: 30, reconnectMinDelay: .milliseconds(100), reconnectMaxDelay: .seconds(1))
+        config.batchAcknowledgements = true   // as Agent wires it
+        let client = try MQTTClient(config: config)
         let forwarder = Forwarder(store: buffer, link: client,
                                   settings: .init(window: window, qos: .atLeastOnce, order: .fifo),
                                   logger: Workload.logger())
@@ -104,6 +106,7 @@ final class Uplink: Sendable {
                 case .connectionFailed: break
                 case .disconnected(let error): await forwarder.handle(.disconnected(reason: error?.description))
                 case .acknowledged(let mid, _): await forwarder.handle(.acknowledged(mid: mid))
+                case .acknowledgedBatch(let mids): await forwarder.handle(.acknowledgedBatch(mids))
                 case .refused(let mid, let reason): await forwarder.handle(.refused(mid: mid, reason: reason.description))
                 }
             }

@@ -109,7 +109,15 @@ extension Engine {
         var stopDeadline: ContinuousClock.Instant? = nil
 
         func process(_ events: [RawEvent]) {
+            // With `batchAcknowledgements`, consecutive successful acknowledgements of one loop
+            // turn go out as one event (order kept: the batch is flushed before any other event).
+            var batch: [Int32] = []
+            func flushBatch() {
+                if !batch.isEmpty { emit(.acknowledgedBatch(mids: batch)); batch.removeAll() }
+            }
+            defer { flushBatch() }
             for e in events {
+                if case .published = e {} else { flushBatch() }
                 switch e {
                 case .log(_, let msg, let verify):
                     if logs.count >= 32 { logs.removeFirst() }  // only recent lines matter for diagnosis
@@ -126,7 +134,10 @@ extension Engine {
                     if resetOnly { break }
                     if qos0Pending.withLock({ $0.remove(mid) != nil }) { break }  // QoS 0 written, not acked
                     if reason >= 0x80 {
+                        flushBatch()
                         emit(.refused(mid: mid, reason: RefusalReason(code: reason)))
+                    } else if config.batchAcknowledgements {
+                        batch.append(mid)
                     } else {
                         emit(.acknowledged(mid: mid, reasonCode: reason))
                     }

@@ -125,6 +125,9 @@ public struct UplinkConfig: Sendable {
     /// Upper bound for TCP connect + TLS handshake + CONNACK.
     public var connectTimeout: Duration
     public var will: LastWill?
+    /// Deliver successful acknowledgements as ``MQTTEvent/acknowledgedBatch(mids:)`` (one event
+    /// per loop turn) instead of one event each. Off by default.
+    public var batchAcknowledgements = false
 
     public init(brokers: [BrokerAddress], clientID: String, protocolVersion: MQTTProtocolVersion = .v5,
                 username: String? = nil, password: String? = nil,

@@ -98,6 +98,10 @@ public enum MQTTEvent: Sendable, Hashable {
     /// reason code < 0x80 (0x00 Success, 0x10 No matching subscribers; MQTT 5.0 §3.4.2.1, §3.7.2.1).
     /// Under MQTT 3.1.1 the reason code is always 0.
     case acknowledged(mid: Int32, reasonCode: Int32)
+    /// Several successful acknowledgements read in one loop turn, in order; emitted instead of
+    /// ``acknowledged(mid:reasonCode:)`` when ``UplinkConfig/batchAcknowledgements`` is on, so
+    /// a draining consumer pays one hand-off per batch, not per message.
+    case acknowledgedBatch(mids: [Int32])
     /// The broker REFUSED the message: PUBACK / PUBREC / PUBCOMP with a reason code >= 0x80
     /// (e.g. 0x87 Not authorized, 0x90 Topic Name invalid, 0x97 Quota exceeded, 0x92 Packet
     /// Identifier not found). The message was NOT delivered; libmosquitto has forgotten it.

@@ -32,6 +32,10 @@ func acked(_ evs: [MQTTEvent]) -> Set<Int32> {
     Set(evs.compactMap { if case .acknowledged(let mid, _) = $0 { return mid }; return nil })
 }
 
+func batchedAcks(_ evs: [MQTTEvent]) -> [Int32] {
+    evs.flatMap { if case .acknowledgedBatch(let mids) = $0 { return mids }; return [] }
+}
+
 func failures(_ evs: [MQTTEvent]) -> [UplinkError] {
     evs.compactMap { if case .connectionFailed(_, let e) = $0 { return e }; return nil }
 }

@@ -30,6 +30,26 @@ struct UplinkBrokerTests {
         }
     }
 
+    @Test func batchedAcknowledgementsCoverEveryMessageOnceAndInOrder() async throws {
+        try await withBroker { broker in
+            var c = try config([broker.url])
+            c.batchAcknowledgements = true
+            try await withClient(c) { client, rec in
+                #expect(await rec.wait { connectedCount($0) == 1 })
+                var mids: [Int32] = []
+                for i in 0..<300 {
+                    mids.append(try client.publish(topic: "iomt/batch", payload: Array("m\(i)".utf8), qos: .atLeastOnce))
+                }
+                #expect(await rec.wait { batchedAcks($0).count >= 300 })
+                let acks = batchedAcks(rec.events.value)
+                #expect(acks == mids, "each message acknowledged exactly once, in publish order")
+                #expect(acked(rec.events.value).isEmpty, "no single acknowledgement events in batch mode")
+                let batches = rec.events.value.filter { if case .acknowledgedBatch = $0 { true } else { false } }.count
+                #expect(batches < 300, "acknowledgements were actually batched (\(batches) events)")
+            }
+        }
+    }
+
     @Test func refusedPublishIsReportedAsRefusedNotDelivered() async throws {
         let dir = try TempDir()
         try dir.write("acl", "topic readwrite allowed/#\n")
