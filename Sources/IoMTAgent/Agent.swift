@@ -100,6 +100,8 @@ public struct Agent: Service {
             "sources": "\(sources.count)",
         ])
         try client.start()
+        let notifier = SystemdNotifier()
+        notifier.notify("READY=1\nSTATUS=forwarding from \(sources.count) source(s)")
 
         let pump = Task { await forwarder.run() }
         let commits = Task { await ingestor.run() }
@@ -111,6 +113,18 @@ public struct Agent: Service {
             await Agent.publishHealth(every: .seconds(config.broker.statusIntervalSeconds), client: client,
                                       forwarder: forwarder, status: status, buffer: buffer, ingestor: ingestor,
                                       topic: topics.status)
+        }
+
+        // The watchdog is fed through the buffer's thread and the forwarder's actor: if either
+        // wedges, the pings stop and systemd restarts the agent (WatchdogSec= in the unit).
+        let watchdog = Task {
+            guard let interval = notifier.watchdogInterval else { return }
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: interval) } catch { return }
+                _ = await buffer.maxRowID()
+                _ = await forwarder.isConnected
+                notifier.notify("WATCHDOG=1")
+            }
         }
 
         // Sources run until a graceful shutdown (or, with exitWhenDrained, until done and drained).
@@ -140,6 +154,7 @@ public struct Agent: Service {
         }
 
         logger.info("agent stopping")
+        notifier.notify("STOPPING=1")
         sourcesTask.cancel()
         await sourcesTask.value
         commits.cancel()
@@ -156,6 +171,8 @@ public struct Agent: Service {
         }
         heartbeat.cancel()
         await heartbeat.value
+        watchdog.cancel()
+        await watchdog.value
         await forwarder.flushAcks()
         if await forwarder.isConnected,
            let mid = try? client.publish(topic: topics.status, payload: status.offline(reason: "shutdown"),
