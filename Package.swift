@@ -98,7 +98,7 @@ let package = Package(
         // Helpers for tests only: start a real mosquitto on loopback, temp dirs, child processes.
         .target(name: "IoMTTestSupport", dependencies: ["IoMTCore", "IoMTUplink", "CMosquitto"]),
         .testTarget(name: "IoMTCoreTests", dependencies: ["IoMTCore"]),
-        .testTarget(name: "IoMTYAMLTests", dependencies: ["IoMTYAML", "IoMTConfig"]),
+        .testTarget(name: "IoMTYAMLTests", dependencies: ["IoMTYAML", "IoMTConfig", "IoMTCore"]),
         .testTarget(name: "IoMTConfigTests", dependencies: ["IoMTConfig"]),
         .testTarget(name: "IoMTSourcesTests", dependencies: ["IoMTSources"]),
         .testTarget(name: "IoMTSerialTests", dependencies: ["IoMTSerial", "IoMTSerialSimulators"]),

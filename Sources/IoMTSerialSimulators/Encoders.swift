@@ -1,3 +1,4 @@
+import IoMTCore
 import IoMTSerial
 
 // Frame encoders for the device simulators: the inverse of the IoMTSerial decoders, written
@@ -154,15 +155,5 @@ public struct OneTouchMeterSimulator: Sendable {
     }
 }
 
-/// A tiny deterministic RNG (SplitMix64) for simulators and property tests.
-public struct SimRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The deterministic generator of the simulators and property tests (IoMTCore's SplitMix64).
+public typealias SimRandom = SplitMix64

@@ -55,7 +55,7 @@ public struct SimulatorSource: ReadingSource {
 
     /// The reading with this index, measured at `time`. Pure: the same inputs give the same reading.
     public func reading(index: Int, at time: Timestamp) -> DeviceReading {
-        var rng = SimulationRandom(seed: seed &* 0x9E37_79B9 &+ UInt64(index))
+        var rng = SplitMix64(seed: seed &* 0x9E37_79B9 &+ UInt64(index))
         let observations: [Observation]
         switch profile {
         case .pulseOximeter:
@@ -101,15 +101,3 @@ public struct SimulatorSource: ReadingSource {
     }
 }
 
-/// SplitMix64: small, fast, and the same on every platform (deterministic simulations).
-struct SimulationRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

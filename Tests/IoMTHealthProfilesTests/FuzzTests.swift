@@ -92,7 +92,7 @@ import Testing
     }
 
     @Test(arguments: targets) func randomPayloads(_ t: Target) {
-        var rng = SplitMix64(state: UInt64(t.name.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }))
+        var rng = SplitMix64(seed: UInt64(t.name.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }))
         var decoded = 0
         for _ in 0..<3000 {
             let n = Int.random(in: 0...40, using: &rng)
@@ -104,7 +104,7 @@ import Testing
     }
 
     @Test(arguments: targets) func mutatedGoldens(_ t: Target) throws {
-        var rng = SplitMix64(state: 0xC0FFEE ^ UInt64(t.name.utf8.count))
+        var rng = SplitMix64(seed: 0xC0FFEE ^ UInt64(t.name.utf8.count))
         var decoded = 0
         for seed in t.seeds {
             let base = hex(seed.split(separator: " ").map { $0.count == 1 ? "0" + $0 : String($0) }.joined(separator: " "))

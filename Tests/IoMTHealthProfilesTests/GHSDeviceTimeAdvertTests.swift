@@ -128,7 +128,7 @@ import Testing
         #expect(!ct.needsSetting(gatewayNow: t, utcOffsetMinutes: 60))
         #expect(ct.needsSetting(gatewayNow: t.adding(milliseconds: 9000), utcOffsetMinutes: 60))
         // Round trip across many instants, incl. day of week (1970-01-01 was a Thursday).
-        var rng = SplitMix64(state: 3)
+        var rng = SplitMix64(seed: 3)
         for _ in 0..<500 {
             let ms = Int64.random(in: 0...4_102_444_800_000, using: &rng) / 1000 * 1000
             let c = CurrentTime(gatewayTime: Timestamp(millisecondsSinceEpoch: ms), utcOffsetMinutes: 0)

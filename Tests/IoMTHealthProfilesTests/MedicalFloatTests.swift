@@ -64,7 +64,7 @@ import Testing
     }
 
     @Test func encodeRoundTrips() throws {
-        var rng = SplitMix64(state: 7)
+        var rng = SplitMix64(seed: 7)
         for _ in 0..<2000 {
             let m = Int32.random(in: -2045...2045, using: &rng), e = Int8.random(in: -8...7, using: &rng)
             let word = try #require(MedicalFloat.sfloatWord(mantissa: m, exponent: e))

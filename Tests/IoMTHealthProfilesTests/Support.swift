@@ -27,17 +27,6 @@ func close(_ a: Double?, _ b: Double, _ eps: Double = 1e-9) -> Bool {
     return abs(a - b) <= eps * max(1, abs(b))
 }
 
-/// Deterministic RNG for property tests (SplitMix64).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Every proper prefix of `bytes` must throw a truncation error naming a field.
 func expectEveryPrefixThrows(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation,

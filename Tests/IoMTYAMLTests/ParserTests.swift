@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import IoMTConfig
+import IoMTCore
 @testable import IoMTYAML
 
 // MARK: Helpers
@@ -329,18 +330,6 @@ func readRepositoryFile(_ relative: String) throws -> String {
         #expect((try? YAMLParser.parse("a: {b: [1]}", maxDepth: 3)) != nil)
     }
 
-    /// Deterministic generator for the fuzz tests (SplitMix64).
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    }
 
     static let alphabet: [String] = [
         " ", "  ", "\n", "\t", "-", "- ", ":", ": ", "#", " #", "'", "\"", "\\", "[", "]", "{", "}", ",",
@@ -349,7 +338,7 @@ func readRepositoryFile(_ relative: String) throws -> String {
     ]
 
     @Test func fuzzRandomAndMutatedTextNeverCrashesOrHangs() throws {
-        var rng = Random(state: 0x5EED)
+        var rng = SplitMix64(seed: 0x5EED)
         let seeds = [try readRepositoryFile("deploy/agent.yaml"), AgentConfig.demoYAML,
                      try readRepositoryFile("deploy/profiles/masimo-ascii1.yaml")]
         let clock = ContinuousClock()
@@ -464,7 +453,7 @@ indirect enum Tree: Equatable {
 }
 
 struct Emitter {
-    var rng: LimitTests.Random
+    var rng: SplitMix64
 
     static let pieces: [String] = ["a", "b", "Z", "0", "9", "_", ".", "/", " ", ":", "#", "-", ",", "[", "}",
                                    "\"", "'", "\\", "\n", "\t", "é", "😀", "&", "*", "!", "|", "~"]
@@ -583,7 +572,7 @@ struct Emitter {
 }
 
 @Test func randomTreesRoundTripThroughEveryStyle() throws {
-    var emitter = Emitter(rng: LimitTests.Random(state: 42))
+    var emitter = Emitter(rng: SplitMix64(seed: 42))
     for _ in 0..<2000 {
         let tree = emitter.tree(depth: 0)
         let text = emitter.block(tree, indent: 0).joined(separator: "\n") + "\n"
