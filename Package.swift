@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // SMP cryptography (P-256 ECDH, AES-CMAC, one-block AES) for LE pairing (issue 5).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         .systemLibrary(
@@ -31,6 +33,11 @@ let package = Package(
             name: "CMosquitto",
             pkgConfig: "libmosquitto",
             providers: [.apt(["libmosquitto-dev"])]
+        ),
+        .systemLibrary(
+            name: "CBluetooth",
+            pkgConfig: "bluez",
+            providers: [.apt(["libbluetooth-dev"])]
         ),
         .target(name: "IoMTCore"),
         // The strict YAML subset the configuration is written in (pure; no Foundation).
@@ -65,6 +72,38 @@ let package = Package(
         // Pure decoders for the Bluetooth SIG health profiles and the FHIR R4 output (issue 6).
         .target(name: "IoMTHealthProfiles", dependencies: ["IoMTCore"]),
         .target(name: "IoMTFHIR", dependencies: ["IoMTCore", "IoMTHealthProfiles"]),
+        // Bluetooth LE host (issue 5), strictly layered like Bumble:
+        //   IoMTHCI          pure: addresses, UUIDs, H4 framing, HCI commands/events, ACL credits and
+        //                    fragmentation, command flow, advertising data, btsnoop records.
+        //   IoMTHCITransport I/O: H4 over TCP and UART, the Linux HCI user channel, btsnoop file tap.
+        //   IoMTATT          pure: L2CAP LE fixed channels and signalling, ATT PDUs, GATT client procedures.
+        //   IoMTSMP          pure + swift-crypto: SMP PDUs, the toolbox (f4 f5 f6 g2 ah c1 s1), pairing.
+        //   IoMTBluetooth    the host: one actor per link, scanning, connecting, bonding, reconnection.
+        .target(name: "IoMTHCI", dependencies: ["IoMTCore"]),
+        .target(
+            name: "IoMTHCITransport",
+            dependencies: ["IoMTCore", "IoMTHCI", "CBluetooth", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(name: "IoMTATT", dependencies: ["IoMTCore", "IoMTHCI"]),
+        .target(
+            name: "IoMTSMP",
+            dependencies: [
+                "IoMTCore", "IoMTHCI",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "IoMTBluetooth",
+            dependencies: [
+                "IoMTCore", "IoMTHCI", "IoMTHCITransport", "IoMTATT", "IoMTSMP", "IoMTHealthProfiles",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Issue 7: the paired-device registry with patient binding and the audit log; the control
+        // socket protocol between the CLI and the daemon.
+        .target(name: "IoMTRegistry", dependencies: ["IoMTCore", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "IoMTControl", dependencies: ["IoMTCore", "IoMTRegistry", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "IoMTAgent",
             dependencies: [
@@ -104,6 +143,13 @@ let package = Package(
         .testTarget(name: "IoMTSerialTests", dependencies: ["IoMTSerial", "IoMTSerialSimulators"]),
         .testTarget(name: "IoMTSerialPortTests",
                     dependencies: ["IoMTSerialPort", "IoMTSerial", "IoMTSerialSimulators"]),
+        .testTarget(name: "IoMTHCITests", dependencies: ["IoMTHCI"]),
+        .testTarget(name: "IoMTHCITransportTests", dependencies: ["IoMTHCITransport", "IoMTHCI", "IoMTTestSupport"]),
+        .testTarget(name: "IoMTATTTests", dependencies: ["IoMTATT", "IoMTHCI"]),
+        .testTarget(name: "IoMTSMPTests", dependencies: ["IoMTSMP", "IoMTHCI"]),
+        .testTarget(name: "IoMTBluetoothTests", dependencies: ["IoMTBluetooth", "IoMTTestSupport"]),
+        .testTarget(name: "IoMTRegistryTests", dependencies: ["IoMTRegistry", "IoMTTestSupport"]),
+        .testTarget(name: "IoMTControlTests", dependencies: ["IoMTControl", "IoMTRegistry", "IoMTTestSupport"]),
         .testTarget(name: "IoMTHealthProfilesTests", dependencies: ["IoMTHealthProfiles"]),
         .testTarget(name: "IoMTFHIRTests", dependencies: ["IoMTFHIR", "IoMTHealthProfiles", "IoMTTestSupport"]),
         .testTarget(name: "IoMTBufferTests", dependencies: ["IoMTBuffer", "IoMTTestSupport"]),

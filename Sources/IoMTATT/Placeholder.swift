@@ -1,0 +1,2 @@
+// Placeholder so the target builds; see Package.swift for what this module is for.
+enum _IoMTATTPlaceholder {}
