@@ -24,12 +24,15 @@ public struct AgentConfig: Sendable, Equatable {
     public var simulators: [Simulator]
     /// `serial`: USB-serial medical devices (may be empty).
     public var serial: [Serial]
+    /// `bluetooth`: the LE controller and the configured wearables (nil: no Bluetooth).
+    public var bluetooth: Bluetooth?
 
     /// Creates a configuration from already validated parts (``parse(yaml:source:)`` is the
     /// checked way in).
     public init(gateway: Gateway, stateDir: String = AgentConfig.defaultStateDir, log: Log = Log(),
                 broker: Broker, buffer: Buffer = Buffer(), output: Output = Output(),
-                simulators: [Simulator] = [], serial: [Serial] = []) {
+                simulators: [Simulator] = [], serial: [Serial] = [], bluetooth: Bluetooth? = nil) {
+        self.bluetooth = bluetooth
         self.gateway = gateway
         self.stateDir = stateDir
         self.log = log

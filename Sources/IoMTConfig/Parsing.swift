@@ -16,7 +16,7 @@ extension AgentConfig {
 
 /// The keys each mapping accepts, in the order the documentation lists them.
 enum Keys {
-    static let top = ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators", "serial"]
+    static let top = ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators", "serial", "bluetooth"]
     static let gateway = ["id"]
     static let log = ["level"]
     static let broker = ["url", "client_id", "protocol", "username", "password_file", "ca_file",
@@ -33,7 +33,7 @@ enum Keys {
 
     /// Every key name of the configuration and of line profiles (safe to show in messages).
     static let allNames: Set<String> = Set(top + gateway + log + broker + buffer + output + simulator + serial
-        + serialMatch + lineProfile + lineProfileLine + lineProfileMeasurement + lineProfileFlags + lineProfileBit)
+        + serialMatch + BluetoothKeys.section + BluetoothKeys.device + lineProfile + lineProfileLine + lineProfileMeasurement + lineProfileFlags + lineProfileBit)
 
     /// Every known key path, for "did you mean" across sections.
     static let allPaths: [String] = top
@@ -41,6 +41,7 @@ enum Keys {
         + buffer.map { "buffer.\($0)" } + output.map { "output.\($0)" }
         + simulator.map { "simulators[].\($0)" }
         + serial.map { "serial[].\($0)" } + serialMatch.map { "serial[].match.\($0)" }
+        + BluetoothKeys.section.map { "bluetooth.\($0)" } + BluetoothKeys.device.map { "bluetooth.devices[].\($0)" }
 }
 
 /// The configuration-specific rules: which keys exist, their types, ranges and defaults.
@@ -89,9 +90,12 @@ extension ConfigReader {
         let simulators = buildSimulators(top)
         let serial = buildSerial(top, simulatorIDs: simulators.map { Set($0.map(\.id)) } ?? [])
 
-        guard let gatewayID, let broker, let buffer, let simulators, let serial else { return nil }
+        let otherIDs = Set((simulators ?? []).map(\.id) + (serial ?? []).map(\.id))
+        let bluetooth = buildBluetooth(top, otherIDs: otherIDs)
+
+        guard let gatewayID, let broker, let buffer, let simulators, let serial, let bluetooth else { return nil }
         return AgentConfig(gateway: .init(id: gatewayID), stateDir: stateDir, log: log, broker: broker,
-                           buffer: buffer, output: output, simulators: simulators, serial: serial)
+                           buffer: buffer, output: output, simulators: simulators, serial: serial, bluetooth: bluetooth)
     }
 
     mutating func buildBroker(_ top: Section, gatewayID: String) -> AgentConfig.Broker? {

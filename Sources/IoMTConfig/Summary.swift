@@ -86,6 +86,15 @@ extension AgentConfig {
                 lines.append(line)
             }
         }
+        if let b = bluetooth {
+            lines.append("bluetooth: adapter \(b.adapter)" + (b.snoop.map { ", snoop \($0)" } ?? "")
+                         + ", connect timeout \(b.connectTimeoutMilliseconds) ms, reconnect \(b.reconnectMinMilliseconds)-\(b.reconnectMaxMilliseconds) ms")
+            for d in b.devices {
+                lines.append("  - \(d.id): \(d.profile.rawValue), patient \(d.patient), \(d.address) (\(d.addressType.rawValue))")
+            }
+        } else {
+            lines.append("bluetooth: (none)")
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }
