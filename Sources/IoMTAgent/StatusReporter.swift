@@ -82,8 +82,7 @@ public final class StatusReporter: Sendable {
         w.endObject()
         w.key("devices")
         w.beginArray()
-        for source in sources {
-            let d = source.sourceStatus
+        for d in sources.flatMap(\.sourceStatuses) {
             w.beginObject()
             w.field("id", d.deviceID)
             w.field("profile", d.profile)

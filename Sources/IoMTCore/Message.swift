@@ -59,7 +59,13 @@ public protocol ReadingSource: Sendable {
     var sourceID: String { get }
     /// What the status topic says about this source right now.
     var sourceStatus: SourceStatus { get }
+    /// One entry per device, for sources that serve several (the Bluetooth source).
+    var sourceStatuses: [SourceStatus] { get }
     func run(into sink: any ReadingSink) async throws
+}
+
+extension ReadingSource {
+    public var sourceStatuses: [SourceStatus] { [sourceStatus] }
 }
 
 /// A source's device and link state, for the gateway status.
