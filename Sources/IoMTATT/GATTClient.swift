@@ -275,8 +275,11 @@ public struct GATTClient: Sendable {
         } else if Self.requestOpcodes.contains(opcode), !isTimedOut {
             // Vol 3 Part F 3.4.1.1: a request with invalid parameters gets Invalid PDU.
             out.append(.send(ATTPDU.errorResponse(requestOpcode: opcode, handle: 0, error: .invalidPDU).encode()))
+        } else if opcode == ATTOpcode.handleValueIndication {
+            // Unusable, but confirmed anyway so the server's own 30 s transaction does not time out.
+            out.append(.send(ATTPDU.handleValueConfirmation.encode()))
         }
-        // Malformed notifications, indications, confirmations and commands are dropped.
+        // Malformed notifications, confirmations and commands are dropped.
         return out
     }
 

@@ -118,6 +118,10 @@ import Testing
         c.setServiceChangedHandle(0x0020)
         #expect(c.receive([0x1D, 0x20, 0x00, 0x01, 0x00, 0xFF, 0xFF], now: 0)
                 == [.serviceChanged(start: 1, end: 0xFFFF), .send([0x1E])])
+        // A malformed Service Changed value is passed on raw; a handle-less indication is still confirmed.
+        #expect(c.receive([0x1D, 0x20, 0x00, 0x01], now: 0) == [.indication(handle: 0x20, value: [0x01]), .send([0x1E])])
+        #expect(c.receive([0x1D, 0x20], now: 0) == [.send([0x1E])])
+        #expect(c.receive([0x1B, 0x20], now: 0) == [])
     }
 
     @Test func requestsWaitForTheOutstandingOne() {
@@ -256,5 +260,39 @@ import Testing
         for _ in 0..<2_000 where c.pendingCount > 0 { note(c.receive([0x01, 0x10, 0x01, 0x00, 0x0A], now: 2)) }
         #expect(completed.count == 500)
         #expect(c.pendingCount == 0)
+    }
+}
+
+@Suite struct GATTDiscoveryTests {
+    static func discover(_ d: inout GATTDiscovery, _ h: inout Harness) -> GATTDiscovery.Step {
+        var step = d.start()
+        var rounds = 0
+        while case .next(let p) = step, rounds < 100 {
+            rounds += 1
+            guard let r = h.run(p) else { return .failed(.invalidRequest("no completion for \(p)")) }
+            step = d.handle(r)
+        }
+        return step
+    }
+
+    @Test func discoversWantedServicesWithCCCDHandles() throws {
+        var h = Harness()
+        var d = GATTDiscovery(wantedServices: [BluetoothUUID(0x180D), BluetoothUUID(0x1809)])
+        guard case .finished(let db) = Self.discover(&d, &h) else { Issue.record("discovery did not finish"); return }
+        #expect(db.services.map(\.uuid) == [BluetoothUUID(0x180D), BluetoothUUID(0x1809)])
+        let hr = try #require(db.characteristic(BluetoothUUID(0x2A37), in: BluetoothUUID(0x180D)))
+        #expect(hr.valueHandle == 3 && hr.cccdHandle == 4 && hr.properties == .notify)
+        let temp = try #require(db.characteristic(BluetoothUUID(0x2A1C), in: BluetoothUUID(0x1809)))
+        #expect(temp.valueHandle == 9 && temp.cccdHandle == 10)
+        // 0x2A38 is read-only: no descriptor discovery for it.
+        #expect(db.characteristic(BluetoothUUID(0x2A38), in: BluetoothUUID(0x180D))?.descriptors == [])
+        #expect(db.service(GATTServerSimulator.customServiceUUID) == nil)
+        #expect(db.serviceChangedHandle == nil)
+    }
+
+    @Test func failurePropagates() {
+        var d = GATTDiscovery()
+        _ = d.start()
+        #expect(d.handle(.failure(.timeout)) == .failed(.timeout))
     }
 }
