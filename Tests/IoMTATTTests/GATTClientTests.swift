@@ -113,6 +113,34 @@ import Testing
         #expect(h.server.attribute(4)?.value == [0x00, 0x00])
     }
 
+    @Test func afterMTUExchangeTheLongValueComesInOneReadAndWritesMayBeLonger() {
+        var h = Harness()
+        _ = h.run(.exchangeMTU)
+        h.sentToServer.removeAll()
+        #expect(h.run(.read(handle: 13)) == .success(.value(GATTServerSimulator.longValue)))
+        #expect(h.sentToServer == [[0x0A, 13, 0]])
+        #expect(h.run(.write(handle: 13, value: Array(repeating: 9, count: 182))) == .success(.done))
+        #expect(h.run(.write(handle: 13, value: Array(repeating: 9, count: 183))) == .failure(
+            .invalidRequest("value of 183 octets exceeds ATT_MTU-3 = 182")))
+    }
+
+    @Test func notificationsAndIndicationsInterleaveWithAnOutstandingRequest() {
+        var c = GATTClient()
+        #expect(c.submit(.read(handle: 13), token: 1, now: 0) == [.send([0x0A, 13, 0])])
+        #expect(c.receive([0x1B, 3, 0, 0x00, 80], now: 1) == [.notification(handle: 3, value: [0x00, 80])])
+        #expect(c.receive([0x1D, 9, 0, 0x01], now: 2) == [.indication(handle: 9, value: [0x01]), .send([0x1E])])
+        #expect(c.pendingCount == 1)
+        #expect(c.receive([0x0B, 0x05], now: 3) == [.complete(token: 1, .success(.value([0x05])))])
+    }
+
+    @Test func writeWithoutResponseGoesOutEvenWhileARequestIsOutstanding() {
+        var c = GATTClient()
+        _ = c.submit(.read(handle: 13), token: 1, now: 0)
+        #expect(c.submit(.writeWithoutResponse(handle: 6, value: [1]), token: 2, now: 0)
+                == [.send([0x52, 6, 0, 1]), .complete(token: 2, .success(.done))])
+        #expect(c.pendingCount == 1)
+    }
+
     @Test func serviceChangedIndicationReportsTheRangeAndIsConfirmed() {
         var c = GATTClient()
         c.setServiceChangedHandle(0x0020)
@@ -288,6 +316,18 @@ import Testing
         #expect(db.characteristic(BluetoothUUID(0x2A38), in: BluetoothUUID(0x180D))?.descriptors == [])
         #expect(db.service(GATTServerSimulator.customServiceUUID) == nil)
         #expect(db.serviceChangedHandle == nil)
+    }
+
+    @Test func discoversEverythingWithAllDescriptors() throws {
+        var h = Harness()
+        var d = GATTDiscovery(allDescriptors: true)
+        guard case .finished(let db) = Self.discover(&d, &h) else { Issue.record("discovery did not finish"); return }
+        #expect(db.services.count == 3)
+        let long = try #require(db.characteristic(GATTServerSimulator.customLongUUID, in: GATTServerSimulator.customServiceUUID))
+        #expect(long.valueHandle == 13 && long.descriptors == [])
+        // The CCCD after 0x2A37 is found; 0x2A38's value handle 6 ends the service, so nothing is asked for it.
+        #expect(db.characteristic(BluetoothUUID(0x2A37), in: BluetoothUUID(0x180D))?.cccdHandle == 4)
+        #expect(!h.sentToServer.contains([0x04, 0x07, 0x00, 0x06, 0x00]))
     }
 
     @Test func failurePropagates() {
