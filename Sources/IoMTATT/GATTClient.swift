@@ -304,15 +304,17 @@ public struct GATTClient: Sendable {
 
         case (.services(let next, var found), .readByGroupTypeResponse(let entries)):
             var last = next
+            var minimum = Int(next)
             for e in entries {
                 guard let u = BluetoothUUID(wireBytes: e.value), e.value.count == 2 || e.value.count == 16 else {
                     return fail(c, "service UUID: \(e.value.count) octets", now: now, into: &out)
                 }
-                guard e.handle >= next, e.endGroup >= e.handle, e.handle >= last else {
+                guard Int(e.handle) >= minimum, e.endGroup >= e.handle else {
                     return fail(c, "service handle range \(e.handle)...\(e.endGroup) out of order", now: now, into: &out)
                 }
                 found.append(GATTService(uuid: u, start: e.handle, end: e.endGroup))
                 last = e.endGroup
+                minimum = Int(e.endGroup) + 1
             }
             if last == 0xFFFF { return finish(c.token, .success(.services(found)), now: now, into: &out) }
             send(.readByGroupTypeRequest(start: last + 1, end: 0xFFFF, groupType: GATTUUID.primaryService),
@@ -321,12 +323,14 @@ public struct GATTClient: Sendable {
 
         case (.servicesByUUID(let uuid, let next, var found), .findByTypeValueResponse(let ranges)):
             var last = next
+            var minimum = Int(next)
             for r in ranges {
-                guard r.found >= next, r.groupEnd >= r.found, r.found >= last else {
+                guard Int(r.found) >= minimum, r.groupEnd >= r.found else {
                     return fail(c, "service handle range \(r.found)...\(r.groupEnd) out of order", now: now, into: &out)
                 }
                 found.append(GATTService(uuid: uuid, start: r.found, end: r.groupEnd))
                 last = r.groupEnd
+                minimum = Int(r.groupEnd) + 1
             }
             if last == 0xFFFF { return finish(c.token, .success(.services(found)), now: now, into: &out) }
             send(.findByTypeValueRequest(start: last + 1, end: 0xFFFF, type: 0x2800, value: uuid.shortestWireBytes),
@@ -335,12 +339,13 @@ public struct GATTClient: Sendable {
 
         case (.characteristics(let next, let end, var found), .readByTypeResponse(let entries)):
             var last = next
+            var minimum = Int(next)
             for e in entries {
                 guard e.value.count == 5 || e.value.count == 19 else {
                     return fail(c, "characteristic declaration: \(e.value.count) octets, expected 5 or 19", now: now, into: &out)
                 }
-                guard e.handle >= next, e.handle <= end, e.handle >= last else {
-                    return fail(c, "characteristic declaration handle \(e.handle) outside \(next)...\(end)", now: now, into: &out)
+                guard Int(e.handle) >= minimum, e.handle <= end else {
+                    return fail(c, "characteristic declaration handle \(e.handle) out of order or outside \(next)...\(end)", now: now, into: &out)
                 }
                 let vh = UInt16(e.value[1]) | UInt16(e.value[2]) << 8
                 guard let u = BluetoothUUID(wireBytes: e.value[3...]) else {
@@ -349,6 +354,7 @@ public struct GATTClient: Sendable {
                 found.append(GATTCharacteristic(declarationHandle: e.handle, valueHandle: vh,
                                                 properties: CharacteristicProperties(rawValue: e.value[0]), uuid: u))
                 last = e.handle
+                minimum = Int(e.handle) + 1
             }
             if last >= end { return finish(c.token, .success(.characteristics(found)), now: now, into: &out) }
             send(.readByTypeRequest(start: last + 1, end: end, type: GATTUUID.characteristic),
@@ -357,12 +363,14 @@ public struct GATTClient: Sendable {
 
         case (.descriptors(let next, let end, var found), .findInformationResponse(_, let entries)):
             var last = next
+            var minimum = Int(next)
             for e in entries {
-                guard e.handle >= next, e.handle <= end, e.handle >= last else {
-                    return fail(c, "descriptor handle \(e.handle) outside \(next)...\(end)", now: now, into: &out)
+                guard Int(e.handle) >= minimum, e.handle <= end else {
+                    return fail(c, "descriptor handle \(e.handle) out of order or outside \(next)...\(end)", now: now, into: &out)
                 }
                 found.append(GATTDescriptor(handle: e.handle, uuid: e.uuid))
                 last = e.handle
+                minimum = Int(e.handle) + 1
             }
             if last >= end { return finish(c.token, .success(.descriptors(found)), now: now, into: &out) }
             send(.findInformationRequest(start: last + 1, end: end),

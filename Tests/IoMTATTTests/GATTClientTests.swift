@@ -227,6 +227,18 @@ import Testing
         #expect(c.pendingCount == 0)
     }
 
+    @Test func overlappingEntriesInOneResponseAreMalformed() {
+        var c = GATTClient()
+        _ = c.submit(.discoverPrimaryServices, token: 1, now: 0)
+        let a = c.receive(ATTPDU.readByGroupTypeResponse([ATTGroupData(handle: 1, endGroup: 10, value: [0x0D, 0x18]),
+                                                          ATTGroupData(handle: 10, endGroup: 12, value: [0x09, 0x18])]).encode(), now: 1)
+        #expect(a == [.complete(token: 1, .failure(.malformedResponse("service handle range 10...12 out of order")))])
+        _ = c.submit(.discoverDescriptors(start: 4, end: 8), token: 2, now: 2)
+        let b = c.receive(ATTPDU.findInformationResponse(format: 1, entries: [ATTHandleUUID(handle: 5, uuid: BluetoothUUID(0x2902)),
+                                                                               ATTHandleUUID(handle: 5, uuid: BluetoothUUID(0x2901))]).encode(), now: 3)
+        #expect(b == [.complete(token: 2, .failure(.malformedResponse("descriptor handle 5 out of order or outside 4...8")))])
+    }
+
     @Test func disconnectedFailsEverythingOutstandingAndQueued() {
         var c = GATTClient()
         _ = c.submit(.discoverPrimaryServices, token: 1, now: 0)
