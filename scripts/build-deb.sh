@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Builds the Debian package iomt-agent_<version>_<arch>.deb with dpkg-deb, from the tree that
+# scripts/install.sh stages (PREFIX=/usr) into a temporary DESTDIR. Install it on a hub with
+#   apt install ./iomt-agent_<version>_<arch>.deb
+#
+#   scripts/build-deb.sh [--binary PATH] [--out DIR] [--version V] [--allow-dynamic-swift]
+#
+#   (default)              builds the release binary first:
+#                          swift build -c release --static-swift-stdlib --product iomt-agent
+#                          (the Swift runtime is linked in, so the hub needs no Swift toolchain)
+#   --binary PATH          package this binary instead (e.g. a cross-compiled aarch64 build)
+#   --out DIR              where the .deb goes [.build/deb]
+#   --version V            package version [VERSION file, else `git describe --tags` of a v* tag,
+#                          else the binary's --version plus +git<commit>]
+#   --allow-dynamic-swift  package a binary that loads the Swift runtime from the toolchain
+#                          (a debug build: the tests do this to save build time). Such a package
+#                          only runs where that toolchain is installed; its description says so.
+#
+# The architecture comes from the binary's ELF header (x86-64 -> amd64, AArch64 -> arm64, ARM ->
+# armhf). Depends: the Debian packages owning the shared libraries the binary loads (ldd, and
+# dpkg -S), or for a binary of another architecture its DT_NEEDED entries mapped by a table;
+# libmosquitto1 and libsqlite3-0 always. Prints the path of the .deb on its last line.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+umask 022
+
+binary=""
+out="$repo/.build/deb"
+version=""
+allow_dynamic_swift=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --binary) binary="$2"; shift 2 ;;
+    --binary=*) binary="${1#*=}"; shift ;;
+    --out) out="$2"; shift 2 ;;
+    --out=*) out="${1#*=}"; shift ;;
+    --version) version="$2"; shift 2 ;;
+    --version=*) version="${1#*=}"; shift ;;
+    --allow-dynamic-swift) allow_dynamic_swift=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "build-deb.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+die() { echo "build-deb.sh: $*" >&2; exit 1; }
+command -v dpkg-deb >/dev/null || die "dpkg-deb is missing (Debian package dpkg)"
+
+if [ -z "$binary" ]; then
+  echo "build-deb.sh: building the release binary (static Swift runtime)"
+  (cd "$repo" && swift build -c release --static-swift-stdlib --product iomt-agent)
+  binary="$(cd "$repo" && swift build -c release --show-bin-path)/iomt-agent"
+fi
+[ -f "$binary" ] && [ -x "$binary" ] || die "not an executable: $binary"
+binary="$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")"
+
+# Architecture from the ELF header: e_machine, 2 bytes little-endian at offset 18.
+[ "$(head -c 4 "$binary" | od -An -c | tr -d ' ')" = '177ELF' ] || die "$binary is not an ELF file"
+machine="$(od -An -t u2 -j 18 -N 2 "$binary" | tr -d ' ')"
+case "$machine" in
+  62) arch=amd64 ;;
+  183) arch=arm64 ;;
+  40) arch=armhf ;;
+  *) die "unknown ELF machine $machine in $binary" ;;
+esac
+
+# Version.
+if [ -z "$version" ] && [ -f "$repo/VERSION" ]; then version="$(tr -d ' \n' < "$repo/VERSION")"; fi
+if [ -z "$version" ] && tag="$(git -C "$repo" describe --tags --match 'v[0-9]*' 2>/dev/null)"; then
+  version="${tag#v}"; version="${version//-/+}"
+fi
+if [ -z "$version" ]; then
+  base="$("$binary" --version 2>/dev/null | tr -d ' \n' || true)"
+  [ -n "$base" ] || base="0.0.0"
+  commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || true)"
+  version="$base${commit:++git$commit}"
+fi
+[[ "$version" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] || die "not a Debian version: $version"
+
+# Shared libraries -> Debian packages.
+declare -A deps=([libmosquitto1]=1 [libsqlite3-0]=1)
+dynamic_swift=()
+host_arch="$(dpkg --print-architecture)"
+if [ "$arch" = "$host_arch" ] && ldd_out="$(ldd "$binary" 2>/dev/null)"; then
+  while read -r soname path; do
+    case "$soname" in
+      libswift*|libFoundation*|lib_Foundation*|libdispatch.so*|libBlocksRuntime.so*|libicu*swift*)
+        dynamic_swift+=("$soname"); continue ;;
+    esac
+    [ -n "$path" ] || continue
+    owner="$(dpkg -S "$path" 2>/dev/null || dpkg -S "$(readlink -f "$path")" 2>/dev/null || true)"
+    [ -n "$owner" ] || die "no Debian package owns $path (needed by $binary)"
+    pkg="${owner%%:*}"
+    deps[$pkg]=1
+  done < <(printf '%s\n' "$ldd_out" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 } $2 == "=>" && $3 == "not" { print $1 }')
+else
+  command -v readelf >/dev/null || die "readelf (binutils) is needed to read a $arch binary's libraries"
+  while read -r soname; do
+    case "$soname" in
+      libc.so.6|libm.so.6|libpthread.so.0|libdl.so.2|librt.so.1|libutil.so.1|ld-linux*) deps[libc6]=1 ;;
+      libstdc++.so.6) deps[libstdc++6]=1 ;;
+      libgcc_s.so.1) deps[libgcc-s1]=1 ;;
+      libmosquitto.so.1) deps[libmosquitto1]=1 ;;
+      libsqlite3.so.0) deps[libsqlite3-0]=1 ;;
+      libssl.so.3|libcrypto.so.3) deps[libssl3]=1 ;;
+      libz.so.1) deps[zlib1g]=1 ;;
+      libbluetooth.so.3) deps[libbluetooth3]=1 ;;
+      libswift*|libFoundation*|lib_Foundation*|libdispatch.so*|libBlocksRuntime.so*) dynamic_swift+=("$soname") ;;
+      *) die "no package known for $soname (needed by the $arch binary); add it to this table" ;;
+    esac
+  done < <(readelf -d "$binary" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+fi
+if [ ${#dynamic_swift[@]} -gt 0 ] && [ "$allow_dynamic_swift" != 1 ]; then
+  die "$binary loads the Swift runtime (${dynamic_swift[*]}): build it with --static-swift-stdlib, or pass --allow-dynamic-swift for a test package"
+fi
+depends="$(printf '%s\n' "${!deps[@]}" | sort | paste -sd, - | sed 's/,/, /g')"
+
+# Stage.
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+root="$work/root"
+completions=()
+[ "$arch" = "$host_arch" ] || completions=(--no-completions)
+"$repo/scripts/install.sh" --binary "$binary" --prefix /usr --destdir "$root" "${completions[@]}" >/dev/null
+
+install -d -m 0755 "$root/DEBIAN"
+installed_size="$(du -sk --exclude=DEBIAN "$root" | cut -f1)"
+description="edge gateway agent for medical sensors
+ Turns readings from USB-serial and (later) Bluetooth LE medical devices into one normalized
+ format, keeps each reading on disk until the hospital MQTT broker has acknowledged it, and
+ publishes it with store-and-forward guarantees. Runs as the systemd service iomt-agent
+ (user iomt); see /usr/share/doc/iomt-agent/DEPLOY.md."
+if [ ${#dynamic_swift[@]} -gt 0 ]; then
+  description="$description
+ .
+ TEST BUILD: this binary loads the Swift runtime dynamically from the toolchain it was built
+ with; it is not for installation on a hub (build with --static-swift-stdlib)."
+fi
+cat > "$root/DEBIAN/control" <<EOF
+Package: iomt-agent
+Version: $version
+Architecture: $arch
+Maintainer: iomt-agent maintainers <iomt-agent@localhost>
+Installed-Size: $installed_size
+Depends: $depends
+Recommends: systemd, udev
+Section: net
+Priority: optional
+Description: $description
+EOF
+
+printf '/etc/iomt-agent/agent.yaml\n' > "$root/DEBIAN/conffiles"
+
+cat > "$root/DEBIAN/postinst" <<'EOF'
+#!/bin/sh
+# iomt-agent postinst: the account, directories and permissions, udev rules, the unit.
+# The service is neither enabled nor started: its configuration must be reviewed first.
+set -e
+if [ "$1" = "configure" ]; then
+  if command -v systemd-sysusers >/dev/null; then
+    systemd-sysusers /usr/lib/sysusers.d/iomt-agent.conf
+  elif ! getent passwd iomt >/dev/null; then
+    adduser --system --group --home /var/lib/iomt-agent --no-create-home \
+      --shell /usr/sbin/nologin --gecos "iomt-agent medical sensor gateway" iomt
+  fi
+  if command -v systemd-tmpfiles >/dev/null; then
+    systemd-tmpfiles --create /usr/lib/tmpfiles.d/iomt-agent.conf || true
+  else
+    chgrp iomt /etc/iomt-agent /etc/iomt-agent/agent.yaml
+    chmod 0750 /etc/iomt-agent; chmod 0640 /etc/iomt-agent/agent.yaml
+  fi
+  if command -v udevadm >/dev/null && [ -d /run/udev ]; then
+    udevadm control --reload || true
+    udevadm trigger --action=change --subsystem-match=tty --subsystem-match=usb || true
+  fi
+  if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload || true
+    if [ -n "$2" ]; then
+      # An upgrade: a running agent stops gracefully (its buffer is kept) and starts again.
+      systemctl try-restart iomt-agent.service || true
+    fi
+  fi
+  if [ -z "$2" ]; then
+    cat <<'HINT'
+iomt-agent is installed but not started. Review /etc/iomt-agent/agent.yaml (gateway.id,
+broker.url, credentials), check it with
+    iomt-agent config check --config /etc/iomt-agent/agent.yaml
+and start it with
+    systemctl enable --now iomt-agent
+Add the people who pair and discharge devices to group iomt: usermod -aG iomt NAME.
+See /usr/share/doc/iomt-agent/DEPLOY.md.
+HINT
+  fi
+fi
+exit 0
+EOF
+
+cat > "$root/DEBIAN/prerm" <<'EOF'
+#!/bin/sh
+# iomt-agent prerm: on removal, stop the agent gracefully (SIGTERM: the buffer's last commit is
+# flushed; unsent readings stay in /var/lib/iomt-agent) and disable it.
+set -e
+if [ "$1" = "remove" ] && [ -d /run/systemd/system ]; then
+  systemctl disable --now iomt-agent.service || true
+fi
+exit 0
+EOF
+
+cat > "$root/DEBIAN/postrm" <<'EOF'
+#!/bin/sh
+# iomt-agent postrm. The buffer (/var/lib/iomt-agent) may hold readings not yet delivered: it is
+# never deleted here, not even on purge (delete it yourself once `iomt-agent buffer stats`
+# shows it empty or it was exported). The iomt account is kept (Debian policy).
+set -e
+case "$1" in
+  remove|purge)
+    rm -f /etc/systemd/system/multi-user.target.wants/iomt-agent.service
+    if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+    if command -v udevadm >/dev/null && [ -d /run/udev ]; then udevadm control --reload || true; fi
+    ;;
+esac
+if [ "$1" = "purge" ]; then
+  rmdir /etc/iomt-agent 2>/dev/null || true
+  if [ -d /var/lib/iomt-agent ]; then
+    echo "iomt-agent: /var/lib/iomt-agent (the buffer of readings) was kept; remove it when no longer needed."
+  fi
+fi
+exit 0
+EOF
+chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
+chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/conffiles"
+
+mkdir -p "$out"
+deb="$(cd "$out" && pwd)/iomt-agent_${version}_${arch}.deb"
+dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+echo "build-deb.sh: $deb (Depends: $depends)"
+echo "$deb"
