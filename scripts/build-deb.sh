@@ -12,6 +12,10 @@
 #   --out DIR              where the .deb goes [.build/deb]
 #   --version V            package version [VERSION file, else `git describe --tags` of a v* tag,
 #                          else the binary's --version plus +git<commit>]
+#   --no-strip             keep the symbol table (by default the packaged copy is stripped with
+#                          strip --strip-unneeded, or llvm-strip for another architecture:
+#                          about half the size; crash backtraces then show addresses only)
+#   --compression C        xz (smallest) or gzip (fastest; the tests use it) [xz]
 #   --allow-dynamic-swift  package a binary that loads the Swift runtime from the toolchain
 #                          (a debug build: the tests do this to save build time). Such a package
 #                          only runs where that toolchain is installed; its description says so.
@@ -28,6 +32,8 @@ binary=""
 out="$repo/.build/deb"
 version=""
 allow_dynamic_swift=0
+strip_binary=1
+compression=xz
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) binary="$2"; shift 2 ;;
@@ -37,11 +43,15 @@ while [ $# -gt 0 ]; do
     --version) version="$2"; shift 2 ;;
     --version=*) version="${1#*=}"; shift ;;
     --allow-dynamic-swift) allow_dynamic_swift=1; shift ;;
+    --no-strip) strip_binary=0; shift ;;
+    --compression) compression="$2"; shift 2 ;;
+    --compression=*) compression="${1#*=}"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-deb.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 die() { echo "build-deb.sh: $*" >&2; exit 1; }
+case "$compression" in xz|gzip) ;; *) die "--compression must be xz or gzip" ;; esac
 command -v dpkg-deb >/dev/null || die "dpkg-deb is missing (Debian package dpkg)"
 
 if [ -z "$binary" ]; then
@@ -117,6 +127,17 @@ depends="$(printf '%s\n' "${!deps[@]}" | sort | paste -sd, - | sed 's/,/, /g')"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
+if [ "$strip_binary" = 1 ]; then
+  cp "$binary" "$work/iomt-agent"
+  if [ "$arch" = "$host_arch" ] && command -v strip >/dev/null; then
+    strip --strip-unneeded "$work/iomt-agent"
+  elif command -v llvm-strip >/dev/null; then
+    llvm-strip --strip-unneeded "$work/iomt-agent"
+  else
+    echo "build-deb.sh: warning: no strip for $arch: packaging the binary unstripped" >&2
+  fi
+  binary="$work/iomt-agent"
+fi
 completions=()
 [ "$arch" = "$host_arch" ] || completions=(--no-completions)
 "$repo/scripts/install.sh" --binary "$binary" --prefix /usr --destdir "$root" "${completions[@]}" >/dev/null
@@ -230,6 +251,6 @@ chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/conffiles"
 
 mkdir -p "$out"
 deb="$(cd "$out" && pwd)/iomt-agent_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+dpkg-deb --root-owner-group -Z"$compression" --build "$root" "$deb" >/dev/null
 echo "build-deb.sh: $deb (Depends: $depends)"
 echo "$deb"
