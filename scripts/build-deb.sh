@@ -170,83 +170,11 @@ EOF
 
 printf '/etc/iomt-agent/agent.yaml\n' > "$root/DEBIAN/conffiles"
 
-cat > "$root/DEBIAN/postinst" <<'EOF'
-#!/bin/sh
-# iomt-agent postinst: the account, directories and permissions, udev rules, the unit.
-# The service is neither enabled nor started: its configuration must be reviewed first.
-set -e
-if [ "$1" = "configure" ]; then
-  if command -v systemd-sysusers >/dev/null; then
-    systemd-sysusers /usr/lib/sysusers.d/iomt-agent.conf
-  elif ! getent passwd iomt >/dev/null; then
-    adduser --system --group --home /var/lib/iomt-agent --no-create-home \
-      --shell /usr/sbin/nologin --gecos "iomt-agent medical sensor gateway" iomt
-  fi
-  if command -v systemd-tmpfiles >/dev/null; then
-    systemd-tmpfiles --create /usr/lib/tmpfiles.d/iomt-agent.conf || true
-  else
-    chgrp iomt /etc/iomt-agent /etc/iomt-agent/agent.yaml
-    chmod 0750 /etc/iomt-agent; chmod 0640 /etc/iomt-agent/agent.yaml
-  fi
-  if command -v udevadm >/dev/null && [ -d /run/udev ]; then
-    udevadm control --reload || true
-    udevadm trigger --action=change --subsystem-match=tty --subsystem-match=usb || true
-  fi
-  if [ -d /run/systemd/system ]; then
-    systemctl daemon-reload || true
-    if [ -n "$2" ]; then
-      # An upgrade: a running agent stops gracefully (its buffer is kept) and starts again.
-      systemctl try-restart iomt-agent.service || true
-    fi
-  fi
-  if [ -z "$2" ]; then
-    cat <<'HINT'
-iomt-agent is installed but not started. Review /etc/iomt-agent/agent.yaml (gateway.id,
-broker.url, credentials), check it with
-    iomt-agent config check --config /etc/iomt-agent/agent.yaml
-and start it with
-    systemctl enable --now iomt-agent
-Add the people who pair and discharge devices to group iomt: usermod -aG iomt NAME.
-See /usr/share/doc/iomt-agent/DEPLOY.md.
-HINT
-  fi
-fi
-exit 0
-EOF
-
-cat > "$root/DEBIAN/prerm" <<'EOF'
-#!/bin/sh
-# iomt-agent prerm: on removal, stop the agent gracefully (SIGTERM: the buffer's last commit is
-# flushed; unsent readings stay in /var/lib/iomt-agent) and disable it.
-set -e
-if [ "$1" = "remove" ] && [ -d /run/systemd/system ]; then
-  systemctl disable --now iomt-agent.service || true
-fi
-exit 0
-EOF
-
-cat > "$root/DEBIAN/postrm" <<'EOF'
-#!/bin/sh
-# iomt-agent postrm. The buffer (/var/lib/iomt-agent) may hold readings not yet delivered: it is
-# never deleted here, not even on purge (delete it yourself once `iomt-agent buffer stats`
-# shows it empty or it was exported). The iomt account is kept (Debian policy).
-set -e
-case "$1" in
-  remove|purge)
-    rm -f /etc/systemd/system/multi-user.target.wants/iomt-agent.service
-    if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
-    if command -v udevadm >/dev/null && [ -d /run/udev ]; then udevadm control --reload || true; fi
-    ;;
-esac
-if [ "$1" = "purge" ]; then
-  rmdir /etc/iomt-agent 2>/dev/null || true
-  if [ -d /var/lib/iomt-agent ]; then
-    echo "iomt-agent: /var/lib/iomt-agent (the buffer of readings) was kept; remove it when no longer needed."
-  fi
-fi
-exit 0
-EOF
-chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
+# Maintainer scripts: deploy/debian/ (postinst: sysusers, tmpfiles, udev and systemd reloads,
+# never starts the agent; prerm: stop and disable on removal; postrm: keeps the buffer).
+for script in postinst prerm postrm; do
+  install -m 0755 "$repo/deploy/debian/$script" "$root/DEBIAN/$script"
+done
 chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/conffiles"
 
 mkdir -p "$out"

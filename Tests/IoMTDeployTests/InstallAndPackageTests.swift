@@ -167,8 +167,8 @@ struct InstallAndPackageTests {
             #expect(syntax.status == 0, "\(script): \(syntax.output)")
         }
         let postinst = control.read("DEBIAN/postinst") ?? ""
-        for step in ["systemd-sysusers /usr/lib/sysusers.d/iomt-agent.conf",
-                     "systemd-tmpfiles --create /usr/lib/tmpfiles.d/iomt-agent.conf",
+        for step in ["systemd-sysusers ${ROOT:+--root=\"$ROOT\"} \"$ROOT/usr/lib/sysusers.d/iomt-agent.conf\"",
+                     "systemd-tmpfiles ${ROOT:+--root=\"$ROOT\"} --create \"$ROOT/usr/lib/tmpfiles.d/iomt-agent.conf\"",
                      "udevadm trigger", "systemctl daemon-reload"] {
             #expect(postinst.contains(step), "postinst lacks \(step)")
         }
@@ -209,5 +209,74 @@ struct InstallAndPackageTests {
         #expect(help.status == 0 && help.output.contains("USAGE: iomt-agent"), "\(help.output)")
         let check = try sh([root.path + "/usr/bin/iomt-agent", "config", "check", "--config", root.path + "/etc/iomt-agent/agent.yaml"])
         #expect(check.status == 0, "\(check.output)")
+    }
+
+    /// The package installed, upgraded over an edited configuration and purged with the real dpkg,
+    /// into a scratch root (`dpkg --root --force-script-chrootless`: the maintainer scripts run
+    /// here with DPKG_ROOT set, so the account and permissions land inside the scratch root).
+    @Test func dpkgInstallUpgradeAndPurgeInAScratchRoot() throws {
+        guard let dpkg = which("dpkg"), which("dpkg-deb") != nil else {
+            print("SKIP dpkg --root: dpkg is not installed")
+            return
+        }
+        guard getuid() == 0 else {
+            print("SKIP dpkg --root: needs root (dpkg sets file owners)")
+            return
+        }
+        guard which("systemd-sysusers") != nil, which("systemd-tmpfiles") != nil else {
+            print("SKIP dpkg --root: systemd-sysusers/systemd-tmpfiles not installed (Debian package systemd)")
+            return
+        }
+        let out = try TempDir()
+        let built = try sh([Self.buildDeb, "--binary", agentBinary, "--out", out.path, "--no-strip", "--allow-dynamic-swift",
+                            "--compression", "gzip"], timeout: .seconds(240))
+        let deb = try #require(built.status == 0 ? built.output.split(separator: "\n").last.map(String.init) : nil, "\(built.output)")
+
+        let root = try TempDir()
+        for dir in ["var", "var/lib", "var/lib/dpkg", "var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"] {
+            try root.makeDirectory(dir)
+        }
+        try root.write("var/lib/dpkg/status", "")
+        let base = [dpkg, "--root=\(root.path)", "--force-script-chrootless", "--force-depends", "--log=/dev/null"]
+        let hostHadUser = (try sh(["getent", "passwd", "iomt"])).status == 0
+
+        let install = try sh(base + ["-i", deb])
+        #expect(install.status == 0, "\(install.output)")
+        #expect(install.output.contains("installed but not started"), "the postinst hint: \(install.output)")
+        let passwd = root.read("etc/passwd") ?? ""
+        let fields = try #require(passwd.split(separator: "\n").first { $0.hasPrefix("iomt:") }?.split(separator: ":"),
+                                  "postinst made no iomt user: \(passwd)")
+        let uid = try #require(UInt32(fields[2]))
+        let gid = try #require(UInt32(fields[3]))
+        let etc = fileMode(root.file("etc/iomt-agent"))
+        #expect(etc?.mode == 0o750 && etc?.uid == 0 && etc?.gid == gid, "\(String(describing: etc))")
+        let yaml = fileMode(root.file("etc/iomt-agent/agent.yaml"))
+        #expect(yaml?.mode == 0o640 && yaml?.uid == 0 && yaml?.gid == gid, "\(String(describing: yaml))")
+        let state = fileMode(root.file("var/lib/iomt-agent"))
+        #expect(state?.mode == 0o700 && state?.uid == uid && state?.gid == gid, "\(String(describing: state))")
+        #expect(fileMode(root.file("usr/bin/iomt-agent"))?.mode == 0o755)
+        #expect(fileMode(root.file("etc/systemd/system/multi-user.target.wants/iomt-agent.service")) == nil,
+                "the package enabled the service")
+
+        // Upgrade over an edited configuration (a conffile): kept.
+        let config = root.file("etc/iomt-agent/agent.yaml")
+        let edited = (root.read("etc/iomt-agent/agent.yaml") ?? "") + "# edited on site\n"
+        try root.write("etc/iomt-agent/agent.yaml", edited)
+        let upgrade = try sh(base + ["--force-confold", "-i", deb])
+        #expect(upgrade.status == 0, "\(upgrade.output)")
+        #expect(try readText(config) == edited, "the upgrade replaced the edited configuration")
+
+        // Purge: the program and the configuration go, the buffer stays.
+        try root.write("var/lib/iomt-agent/buffer.db", "readings not yet delivered")
+        let purge = try sh(base + ["--purge", "iomt-agent"])
+        #expect(purge.status == 0, "\(purge.output)")
+        #expect(fileMode(root.file("usr/bin/iomt-agent")) == nil)
+        #expect(fileMode(config) == nil, "purge keeps the configuration")
+        #expect(root.read("var/lib/iomt-agent/buffer.db") == "readings not yet delivered", "purge deleted the buffer")
+        #expect(purge.output.contains("was kept"), "\(purge.output)")
+
+        // Nothing reached this machine's own accounts.
+        let hostHasUser = (try sh(["getent", "passwd", "iomt"])).status == 0
+        #expect(hostHasUser == hostHadUser, "the maintainer scripts changed the host's accounts")
     }
 }
