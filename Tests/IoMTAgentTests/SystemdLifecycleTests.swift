@@ -10,10 +10,62 @@ import Testing
 /// (stopped) agent stops feeding it, and what a graceful stop leaves in the buffer.
 @Suite(.timeLimit(.minutes(2)))
 struct SystemdLifecycleTests {
-    /// One datagram and when it arrived.
+    /// One datagram and when it arrived: the kernel's receive timestamp (SO_TIMESTAMPNS), so a
+    /// test thread starved of CPU on a busy machine does not distort the measured periods.
     struct Notification {
-        var at: ContinuousClock.Instant
+        var at: Duration
         var text: String
+        var kernelStamped = false
+    }
+
+    /// `SO_TIMESTAMPNS` (asm-generic/socket.h `SO_TIMESTAMPNS_OLD`, the same on x86-64 and arm64);
+    /// its control message type has the same number.
+    static let soTimestampNS: Int32 = 35
+
+    static func enableTimestamps(_ sock: NotifySocket) {
+        var on: Int32 = 1
+        setsockopt(sock.fd, SOL_SOCKET, soTimestampNS, &on, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// One datagram (non-blocking) with its kernel receive time; falls back to now without one.
+    static func receiveOne(_ sock: NotifySocket) -> Notification? {
+        var data = [UInt8](repeating: 0, count: 4096)
+        var control = [UInt8](repeating: 0, count: 128)
+        let (n, stamp): (Int, Duration?) = data.withUnsafeMutableBytes { dataBuf in
+            control.withUnsafeMutableBytes { controlBuf in
+                var iov = iovec(iov_base: dataBuf.baseAddress, iov_len: dataBuf.count)
+                return withUnsafeMutablePointer(to: &iov) { iovPtr in
+                    var msg = msghdr()
+                    msg.msg_iov = iovPtr
+                    msg.msg_iovlen = 1
+                    msg.msg_control = controlBuf.baseAddress
+                    msg.msg_controllen = controlBuf.count
+                    let n = recvmsg(sock.fd, &msg, Int32(MSG_DONTWAIT))
+                    guard n > 0 else { return (n, nil) }
+                    // struct cmsghdr { size_t len; int level; int type; } then the data, size_t-aligned.
+                    var offset = 0
+                    let header = MemoryLayout<Int>.size + 8
+                    while offset + header <= Int(msg.msg_controllen) {
+                        let len = controlBuf.load(fromByteOffset: offset, as: Int.self)
+                        let level = controlBuf.load(fromByteOffset: offset + MemoryLayout<Int>.size, as: Int32.self)
+                        let type = controlBuf.load(fromByteOffset: offset + MemoryLayout<Int>.size + 4, as: Int32.self)
+                        if level == SOL_SOCKET && type == soTimestampNS && len >= header + 16 {
+                            let sec = controlBuf.load(fromByteOffset: offset + header, as: Int64.self)
+                            let nsec = controlBuf.load(fromByteOffset: offset + header + 8, as: Int64.self)
+                            return (n, .seconds(sec) + .nanoseconds(nsec))
+                        }
+                        guard len > 0 else { break }
+                        offset += (len + MemoryLayout<Int>.size - 1) & ~(MemoryLayout<Int>.size - 1)
+                    }
+                    return (n, nil)
+                }
+            }
+        }
+        guard n > 0 else { return nil }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Notification(at: stamp ?? .seconds(now.tv_sec) + .nanoseconds(now.tv_nsec),
+                            text: String(decoding: data[0..<n], as: UTF8.self), kernelStamped: stamp != nil)
     }
 
     /// Blocks in `poll` (deadline-bounded) for datagrams until `stop` matches one or `timeout` passes.
@@ -21,7 +73,6 @@ struct SystemdLifecycleTests {
                         until stop: (String) -> Bool = { _ in false }) -> [Notification] {
         var out: [Notification] = []
         let deadline = ContinuousClock.now.advanced(by: timeout)
-        var buf = [UInt8](repeating: 0, count: 4096)
         while true {
             let left = deadline - ContinuousClock.now
             if left <= .zero { break }
@@ -30,11 +81,9 @@ struct SystemdLifecycleTests {
             let ready = poll(&pfd, 1, ms)
             if ready < 0 && errno == EINTR { continue }
             if ready <= 0 { break }
-            let n = buf.withUnsafeMutableBytes { recv(sock.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            guard n > 0 else { continue }
-            let text = String(decoding: buf[0..<n], as: UTF8.self)
-            out.append(Notification(at: .now, text: text))
-            if stop(text) { break }
+            guard let one = receiveOne(sock) else { continue }
+            out.append(one)
+            if stop(one.text) { break }
         }
         return out
     }
@@ -42,12 +91,8 @@ struct SystemdLifecycleTests {
     /// Discards every datagram already queued (non-blocking).
     static func drain(_ sock: NotifySocket) -> [String] {
         var out: [String] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buf.withUnsafeMutableBytes { recv(sock.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if n <= 0 { return out }
-            out.append(String(decoding: buf[0..<n], as: UTF8.self))
-        }
+        while let one = receiveOne(sock) { out.append(one.text) }
+        return out
     }
 
     /// Blocks until the child has stopped (SIGSTOP took effect), without reaping it
@@ -76,6 +121,7 @@ struct SystemdLifecycleTests {
     @Test func watchdogIsFedAtHalfTheIntervalAndNeverLate() async throws {
         let dir = try TempDir()
         let sock = try NotifySocket(path: dir.file("notify.sock"))
+        Self.enableTimestamps(sock)
         var setup = AgentSetup(gateway: "wd-period", stateDir: dir.file("state"), brokerURL: try Self.unreachableBroker())
         setup.simulators = [Sim(id: "ox-1", rate: 20)]
         let agent = try Self.startAgent(dir: dir, sock: sock, watchdogUSec: 1_000_000, setup: setup)
@@ -86,6 +132,7 @@ struct SystemdLifecycleTests {
         let pings = Self.receive(sock, timeout: .milliseconds(3600)).filter { $0.text.contains("WATCHDOG=1") }
         // WATCHDOG_USEC=1 s: the agent pings every 500 ms; systemd would kill it after 1 s of silence.
         #expect(pings.count >= 5, "\(pings.count) pings in 3.6 s at a 500 ms period")
+        #expect(pings.allSatisfy { $0.kernelStamped }, "no SO_TIMESTAMPNS receive time: periods measured with our own clock")
         let gaps = zip(pings.dropFirst(), pings).map { $0.at - $1.at }
         let late = gaps.filter { $0 >= .seconds(1) }
         #expect(late.isEmpty, "a ping came later than WATCHDOG_USEC after the previous one: \(gaps)")
@@ -101,6 +148,7 @@ struct SystemdLifecycleTests {
     @Test func aStoppedAgentStopsFeedingTheWatchdogAndResumesOnContinue() async throws {
         let dir = try TempDir()
         let sock = try NotifySocket(path: dir.file("notify.sock"))
+        Self.enableTimestamps(sock)
         var setup = AgentSetup(gateway: "wd-wedge", stateDir: dir.file("state"), brokerURL: try Self.unreachableBroker())
         setup.simulators = [Sim(id: "th-1", profile: "thermometer", rate: 10)]
         let agent = try Self.startAgent(dir: dir, sock: sock, watchdogUSec: 600_000, setup: setup)
@@ -131,6 +179,7 @@ struct SystemdLifecycleTests {
     @Test func sigtermFlushesTheLastCommitAndExitsCleanly() async throws {
         let dir = try TempDir()
         let sock = try NotifySocket(path: dir.file("notify.sock"))
+        Self.enableTimestamps(sock)
         let devices = ["ox-1", "ox-2", "ox-3"]
         var setup = AgentSetup(gateway: "graceful", stateDir: dir.file("state"), brokerURL: try Self.unreachableBroker())
         setup.simulators = devices.map { Sim(id: $0, rate: 25) }
