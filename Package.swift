@@ -154,6 +154,7 @@ let package = Package(
         .testTarget(name: "IoMTFHIRTests", dependencies: ["IoMTFHIR", "IoMTHealthProfiles", "IoMTTestSupport"]),
         .testTarget(name: "IoMTBufferTests", dependencies: ["IoMTBuffer", "IoMTTestSupport"]),
         .testTarget(name: "IoMTUplinkTests", dependencies: ["IoMTUplink", "IoMTTestSupport"]),
+        .testTarget(name: "IoMTDeployTests", dependencies: ["IoMTTestSupport"]),
         .testTarget(
             name: "IoMTAgentTests",
             dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators"],
