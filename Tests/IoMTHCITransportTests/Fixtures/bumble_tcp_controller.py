@@ -1,11 +1,10 @@
 """Serves ONE Bumble virtual controller as H4 over TCP on 127.0.0.1 (port 0 = any free port).
 
-Prints "PORT <n>" on stdout once listening, then serves a single client until stdin closes
-(the test owns the process). Test fixture for IoMTHCITransportTests; the multi-device world lives
+Prints "PORT <n>" on stdout once listening, then serves one client at a time until killed
+(the test owns the process and sends SIGTERM). Test fixture for IoMTHCITransportTests; the multi-device world lives
 in scripts/ble/.
 """
 import asyncio
-import sys
 
 from bumble.controller import Controller
 from bumble.link import LocalLink
@@ -41,10 +40,8 @@ async def main() -> None:
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
-    loop = asyncio.get_running_loop()
-    # Stay up until our parent closes stdin.
-    await loop.run_in_executor(None, sys.stdin.read)
-    server.close()
+    async with server:
+        await server.serve_forever()
 
 
 asyncio.run(main())
