@@ -190,8 +190,11 @@ extension HCICommand {
         make(.leReadRemoteFeatures) { $0.handle(handle) }
     }
 
+    /// HCI_Write_LE_Host_Support, Vol 4 Part E 7.3.79, with LE_Supported_Host = 1.
+    public static var writeLEHostSupport: HCICommand { writeLEHostSupport(supported: true) }
+
     /// HCI_Write_LE_Host_Support, Vol 4 Part E 7.3.79: LE_Supported_Host, Unused (shall be 0).
-    public static func writeLEHostSupport(_ supported: Bool = true) -> HCICommand {
+    public static func writeLEHostSupport(supported: Bool) -> HCICommand {
         make(.writeLEHostSupport) { $0.u8(supported ? 1 : 0); $0.u8(0) }
     }
 

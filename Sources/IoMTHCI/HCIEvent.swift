@@ -58,6 +58,17 @@ public struct LEConnectionComplete: Sendable, Hashable {
     public var subevent: UInt8
 
     public var isCentral: Bool { role == 0 }
+
+    public init(status: HCIStatus, handle: ConnectionHandle, role: UInt8, peer: LEAddress, interval: UInt16,
+                latency: UInt16, supervisionTimeout: UInt16, centralClockAccuracy: UInt8 = 0,
+                localResolvablePrivateAddress: BDAddress? = nil, peerResolvablePrivateAddress: BDAddress? = nil,
+                advertisingHandle: UInt8? = nil, syncHandle: UInt16? = nil, subevent: UInt8 = 0x01) {
+        self.status = status; self.handle = handle; self.role = role; self.peer = peer; self.interval = interval
+        self.latency = latency; self.supervisionTimeout = supervisionTimeout; self.centralClockAccuracy = centralClockAccuracy
+        self.localResolvablePrivateAddress = localResolvablePrivateAddress
+        self.peerResolvablePrivateAddress = peerResolvablePrivateAddress
+        self.advertisingHandle = advertisingHandle; self.syncHandle = syncHandle; self.subevent = subevent
+    }
 }
 
 /// One advertising report, unifying LE Advertising Report (7.7.65.2) and LE Extended Advertising
@@ -97,7 +108,8 @@ public struct AdvertisingReport: Sendable, Hashable {
     public var isDirected: Bool { fromLegacyEvent ? eventType == 0x01 : eventType & 0x04 != 0 }
     /// SCAN_RSP; extended bit 3.
     public var isScanResponse: Bool { fromLegacyEvent ? eventType == 0x04 : eventType & 0x08 != 0 }
-    /// Extended Data_Status (bits 5-6): 0 complete, 1 incomplete (more to come), 2 truncated.
+    /// Extended Data_Status (bits 5-6): 0 complete, 1 incomplete (more reports with the rest follow;
+    /// the host concatenates them, 7.7.65.13), 2 truncated.
     public var dataStatus: UInt8 { fromLegacyEvent ? 0 : UInt8((eventType >> 5) & 0x3) }
 }
 
@@ -121,7 +133,9 @@ public enum HCIEvent: Sendable, Hashable {
     case leReadRemoteFeaturesComplete(status: HCIStatus, handle: ConnectionHandle, features: UInt64)
     case leDataLengthChange(handle: ConnectionHandle, maxTxOctets: UInt16, maxTxTime: UInt16, maxRxOctets: UInt16, maxRxTime: UInt16)
     case leRemoteConnectionParameterRequest(handle: ConnectionHandle, intervalMin: UInt16, intervalMax: UInt16, latency: UInt16, timeout: UInt16)
+    /// An LE subevent not decoded here; `parameters` follow the Subevent_Code.
     case leMeta(subevent: UInt8, parameters: [UInt8])
+    /// Any other event code, parameters untouched.
     case unknown(code: UInt8, parameters: [UInt8])
 
     /// Decodes one event packet's code and parameters. A known event that is too short throws,

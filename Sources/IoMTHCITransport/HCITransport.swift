@@ -14,7 +14,9 @@ public protocol HCITransport: Sendable {
     /// the controller side goes away (EOF, read error) or the byte stream cannot be framed
     /// (`H4Error`: reset the controller on a fresh transport).
     var incoming: AsyncThrowingStream<HCIPacket, any Error> { get }
-    /// Stops the reader thread, closes the descriptor and finishes `incoming`. Idempotent.
+    /// Stops the reader thread, closes the descriptor and finishes `incoming`. Idempotent. Also
+    /// happens when the task iterating `incoming` is cancelled. Without either, the reader thread
+    /// (and the descriptor) live until the controller side closes.
     func close()
 }
 
@@ -154,6 +156,8 @@ final class FDTransport: HCITransport {
         self.incoming = stream
         self.wakeRead = pipeFDs[0]
         let started = startThread { [self] in self.readLoop(fd: fd, continuation: continuation) }
+        // A consumer that stops listening (its task cancelled) closes the transport: nobody can read it any more.
+        continuation.onTermination = { [weak self] _ in self?.close() }
         if !started {
             continuation.finish()
             throw HCITransportError("\(name): cannot start the reader thread")

@@ -79,7 +79,8 @@ import Testing
         #expect(HCICommand.leConnectionUpdate(h, intervalMin: 6, intervalMax: 12, latency: 1, supervisionTimeout10ms: 400).encoded
                 == hex("13200e 4000 0600 0c00 0100 9001 0000 0000"))
         #expect(HCICommand.leReadRemoteFeatures(h).encoded == hex("162002 4000"))
-        #expect(HCICommand.writeLEHostSupport().encoded == hex("6d0c02 0100"))
+        #expect(HCICommand.writeLEHostSupport.encoded == hex("6d0c02 0100"))
+        #expect(HCICommand.writeLEHostSupport(supported: false).encoded == hex("6d0c02 0000"))
         #expect(HCICommand.leSetDataLength(h, txOctets: 251, txTime: 2120).encoded == hex("222006 4000 fb00 4808"))
         #expect(HCICommand.leSetExtendedScanParameters(ownAddressType: .randomDevice, filterPolicy: 0,
                                                        le1M: .init(active: true, intervalSlots: 0x60, windowSlots: 0x30)).encoded

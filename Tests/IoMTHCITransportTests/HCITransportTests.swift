@@ -271,3 +271,23 @@ func parseRecords(_ b: [UInt8]) -> [SnoopRecord] {
     }
     return out
 }
+
+@Suite struct HCITransportCancellationTests {
+    @Test func cancellingTheConsumerClosesTheTransport() async throws {
+        var fds: [Int32] = [0, 0]
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        let t = try FDTransport(fd: fds[0], name: "test", snoop: nil)
+        let consumer = Task { for try await _ in t.incoming {} }
+        consumer.cancel()
+        _ = await consumer.result
+        // The peer sees EOF once the reader thread has closed its end (a blocking read, no polling).
+        let peer = fds[1]
+        let eof = await Task.detached { () -> Int in
+            var b: UInt8 = 0
+            return read(peer, &b, 1)
+        }.value
+        #expect(eof == 0)
+        #expect(throws: HCITransportError.self) { try t.send(.command(.reset)) }
+        close(peer)
+    }
+}
