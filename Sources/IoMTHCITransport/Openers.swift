@@ -66,7 +66,8 @@ func openUART(_ path: String, baud: Int, rtscts: Bool) throws(HCITransportError)
     guard let speed = termiosSpeed(baud) else {
         throw HCITransportError("uart:\(path): baud \(baud) is not supported")
     }
-    let fd = Glibc.open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+    // O_NONBLOCK so open() does not wait for carrier before CLOCAL is set; cleared below.
+    let fd = Glibc.open(path, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK)
     guard fd >= 0 else {
         let e = errno
         let hint = e == EACCES ? " (add the user to the dialout group)" : e == ENOENT ? " (no such device)" : ""
@@ -94,6 +95,8 @@ func openUART(_ path: String, baud: Int, rtscts: Bool) throws(HCITransportError)
         throw HCITransportError("uart:\(path): cannot set \(baud) baud: \(String(cString: strerror(e)))", code: e)
     }
     _ = tcflush(fd, TCIOFLUSH)
+    let flags = fcntl(fd, F_GETFL)
+    _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)  // the reader thread blocks (after poll) and writes block
     return fd
 }
 

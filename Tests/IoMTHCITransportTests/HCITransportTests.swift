@@ -291,3 +291,28 @@ func parseRecords(_ b: [UInt8]) -> [SnoopRecord] {
         close(peer)
     }
 }
+
+@Suite struct SnoopFileTests {
+    @Test func reopeningAppendsRecordsWithoutASecondHeader() throws {
+        let tmp = try TempDir()
+        let path = tmp.file("again.btsnoop")
+        do {
+            let s = try SnoopFile(path: path)
+            s.append(.command(.reset), sent: true)
+        }
+        do {
+            let s = try SnoopFile(path: path)
+            s.append(.event(code: 0x0E, parameters: [1, 3, 0x0C, 0]), sent: false)
+        }
+        let bytes = try #require(readAll(path))
+        #expect(Array(bytes.prefix(16)) == BTSnoop.fileHeader)
+        let records = parseRecords(Array(bytes.dropFirst(16)))
+        #expect(records.map(\.flags) == [2, 3])
+        #expect(records.last?.data == hex("040e0401030c00"))
+    }
+
+    @Test func everyListedBaudHasATermiosSpeed() {
+        for b in HCITransportSpec.supportedBauds { #expect(termiosSpeed(b) != nil, "\(b)") }
+        #expect(termiosSpeed(12345) == nil)
+    }
+}
