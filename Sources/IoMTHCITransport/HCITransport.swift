@@ -134,7 +134,7 @@ public func openHCITransport(_ spec: HCITransportSpec, snoopPath: String? = nil)
 /// wake pipe (no timeout, no polling loop); `close()` writes to the pipe, the thread then closes the
 /// descriptor under the write lock (so `send` never writes to a reused fd) and finishes the stream.
 final class FDTransport: HCITransport {
-    private struct WriteState { var fd: Int32; var closed = false }
+    private struct WriteState { var fd: Int32; var closed = false; var isSocket: Bool }
     private let write: Mutex<WriteState>
     private let wakeWrite: Int32
     private let wakeRead: Int32
@@ -148,7 +148,9 @@ final class FDTransport: HCITransport {
         guard pipe(&pipeFDs) == 0 else { throw .errno("pipe", errno) }
         _ = fcntl(pipeFDs[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(pipeFDs[1], F_SETFD, FD_CLOEXEC)
-        self.write = Mutex(WriteState(fd: fd))
+        var st = stat()
+        let isSocket = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
+        self.write = Mutex(WriteState(fd: fd, isSocket: isSocket))
         self.wakeWrite = pipeFDs[1]
         self.name = name
         self.snoop = snoop
@@ -164,13 +166,19 @@ final class FDTransport: HCITransport {
         }
     }
 
+    /// Writes under the write lock (a stuck UART with RTS/CTS holds it until the line moves). Sockets
+    /// use MSG_NOSIGNAL so a vanished peer is an EPIPE error, not a SIGPIPE. The snoop record is
+    /// written first so a trace shows the command before its reply.
     func send(_ packet: HCIPacket) throws(HCITransportError) {
         let bytes = packet.h4Bytes
         let result: Int32? = write.withLock { s -> Int32? in
             if s.closed { return EBADF }
+            snoop?.append(packet, sent: true)
             var off = 0
             while off < bytes.count {
-                let n = bytes[off...].withUnsafeBytes { Glibc.write(s.fd, $0.baseAddress, $0.count) }
+                let n = bytes[off...].withUnsafeBytes { b in
+                    s.isSocket ? Glibc.send(s.fd, b.baseAddress, b.count, Int32(MSG_NOSIGNAL)) : Glibc.write(s.fd, b.baseAddress, b.count)
+                }
                 if n < 0 {
                     if errno == EINTR { continue }
                     return errno
@@ -183,7 +191,6 @@ final class FDTransport: HCITransport {
             if e == EBADF { throw HCITransportError("\(name): transport is closed", code: e) }
             throw .errno("\(name): write", e)
         }
-        snoop?.append(packet, sent: true)
     }
 
     func close() {

@@ -316,3 +316,17 @@ func parseRecords(_ b: [UInt8]) -> [SnoopRecord] {
         #expect(termiosSpeed(12345) == nil)
     }
 }
+
+@Suite struct HCITransportWriteTests {
+    @Test func sendingToAVanishedPeerIsAnErrorNotSIGPIPE() async throws {
+        var fds: [Int32] = [0, 0]
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        let t = try FDTransport(fd: fds[0], name: "test", snoop: nil)
+        close(fds[1])
+        // Either EPIPE from the write or "closed" once the reader saw EOF: never a signal.
+        #expect(throws: HCITransportError.self) {
+            for _ in 0..<3 { try t.send(.command(.reset)) }
+        }
+        t.close()
+    }
+}
