@@ -14,6 +14,11 @@ public struct BDAddress: Hashable, Sendable, CustomStringConvertible, Comparable
         self.bytes = Array(wireBytes)
     }
 
+    /// From wire-order octets, zero-padded or truncated to 6 (for decoders that already read exactly 6).
+    init(padding wire: some Collection<UInt8>) {
+        self.bytes = Array((Array(wire) + [0, 0, 0, 0, 0, 0]).prefix(6))
+    }
+
     /// From text `AA:BB:CC:DD:EE:FF` (MSB first, case-insensitive, `-` also accepted).
     public init?(_ text: String) {
         let parts = text.split(whereSeparator: { $0 == ":" || $0 == "-" })
