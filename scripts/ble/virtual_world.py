@@ -192,6 +192,26 @@ class HostPort:
 # ---------------------------------------------------------------------------------------------
 # Peripherals
 # ---------------------------------------------------------------------------------------------
+class WorldDevice(Device):
+    """A Bumble Device whose peripheral side answers an LTK request with the legacy LTK it
+    distributed itself.
+
+    Bumble 0.0.236 stores, on the responder, the LTK IT distributed as `ltk_central` and the
+    central's as `ltk_peripheral` (both with EDIV 0 and Rand 0), then answers an LTK request in
+    the peripheral role with `ltk_peripheral`: a central re-encrypting with the key the
+    peripheral distributed (Core v5.4 Vol 3 Part H 2.4.4.2) gets a MIC failure (0x3D).
+    LE Secure Connections keys (`ltk`) are unaffected.
+    """
+
+    async def get_long_term_key(self, connection_handle: int, rand: bytes, ediv: int) -> bytes | None:
+        connection = self.lookup_connection(connection_handle)
+        if connection is not None and connection.role == hci.Role.PERIPHERAL and self.keystore is not None:
+            keys = await self.keystore.get(str(connection.peer_address))
+            if keys is not None and keys.ltk is None and keys.ltk_central is not None:
+                return keys.ltk_central.value
+        return await super().get_long_term_key(connection_handle, rand, ediv)
+
+
 class FixedDelegate(PairingDelegate):
     def __init__(self, io_capability: int, passkey: int | None):
         super().__init__(io_capability=io_capability)
@@ -247,7 +267,7 @@ class Peripheral:
         config.le_rpa_timeout = 0  # rotation only on the rotate-address command
         if "irk" in spec:
             config.irk = bytes.fromhex(spec["irk"])
-        self.device = Device.from_config_with_hci(config, self.controller, self.controller)
+        self.device = WorldDevice.from_config_with_hci(config, self.controller, self.controller)
         self.advertise_wanted = True  # the control commands switch this
         self.away = False
         self.notifications_sent = 0
