@@ -82,6 +82,90 @@ struct BumbleWorldTests {
         #expect(try first.readToEOF(timeoutMS: 5000), "the replaced client was not closed")
     }
 
+    @Test("HCI_Reset drops the link (the peripheral advertises again) and LE Create Connection Cancel really cancels",
+          .timeLimit(.minutes(2)))
+    func resetDropsLinksAndCancelCancels() async throws {
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [Self.heartRate]))
+        defer { world.kill() }
+        let socket = try H4Client(port: world.hostPorts[0])
+        defer { socket.close() }
+        try socket.command([0x01, 0x03, 0x0C, 0x00])
+        try socket.command([0x01, 0x05, 0x20, 0x06, 0x42, 0x00, 0x00, 0x00, 0x00, 0xC0])
+        // LE Create Connection to hr1 (random F0:F1:F2:F3:F4:01), own address random.
+        let hr1: [UInt8] = [0x01, 0xF4, 0xF3, 0xF2, 0xF1, 0xF0]
+        try socket.send(createConnection(peer: hr1))
+        let pending = try socket.readPacket(timeoutMS: 5000, skippingLEMeta: true)
+        #expect(pending == [0x04, 0x0F, 0x04, 0x00, 0x01, 0x0D, 0x20])  // Command Status, pending
+        let complete = try socket.readPacket(timeoutMS: 5000)
+        #expect(Array(complete.prefix(5)) == [0x04, 0x3E, 0x13, 0x01, 0x00])  // LE Connection Complete, success
+        let connected = try await world.commandJSON(#"{"cmd":"status"}"#)
+        #expect(connected["peripherals"]?["hr1"]?["connected"]?.bool == true)
+        #expect(connected["peripherals"]?["hr1"]?["advertising"]?.bool == false)
+
+        // Reset: no Disconnection Complete to us, but hr1 loses the link and advertises again,
+        // which a new scan sees (event-driven: the advert is the proof).
+        try socket.command([0x01, 0x03, 0x0C, 0x00])
+        try socket.command([0x01, 0x0B, 0x20, 0x07, 0x01, 0x10, 0x00, 0x10, 0x00, 0x01, 0x00])
+        try socket.command([0x01, 0x0C, 0x20, 0x02, 0x01, 0x00])
+        var advertisingAgain = false
+        for _ in 0..<200 where !advertisingAgain {
+            let event = try socket.readPacket(timeoutMS: 3000)
+            #expect(event[1] != 0x05, "Disconnection Complete after HCI_Reset")
+            if let report = advertisingReportAddress(event), report.address == hr1 { advertisingAgain = true }
+        }
+        #expect(advertisingAgain)
+        try socket.command([0x01, 0x03, 0x0C, 0x00])
+
+        // Cancel a connection to nobody: Command Complete success, then LE Connection Complete
+        // with 0x02; a new LE Create Connection is then accepted (stock Bumble: 0x0C).
+        try socket.command([0x01, 0x05, 0x20, 0x06, 0x42, 0x00, 0x00, 0x00, 0x00, 0xC0])
+        let nobody: [UInt8] = [0x09, 0x09, 0x09, 0x09, 0x09, 0xC9]
+        try socket.send(createConnection(peer: nobody))
+        #expect(try socket.readPacket(timeoutMS: 5000, skippingLEMeta: true) == [0x04, 0x0F, 0x04, 0x00, 0x01, 0x0D, 0x20])
+        try socket.send([0x01, 0x0E, 0x20, 0x00])
+        #expect(try socket.readPacket(timeoutMS: 5000, skippingLEMeta: true) == [0x04, 0x0E, 0x04, 0x01, 0x0E, 0x20, 0x00])
+        let cancelled = try socket.readPacket(timeoutMS: 5000)
+        #expect(Array(cancelled.prefix(5)) == [0x04, 0x3E, 0x13, 0x01, 0x02])
+        try socket.send(createConnection(peer: nobody))
+        #expect(try socket.readPacket(timeoutMS: 5000, skippingLEMeta: true) == [0x04, 0x0F, 0x04, 0x00, 0x01, 0x0D, 0x20])
+        // Cancel without a pending attempt: Command Disallowed.
+        try socket.send([0x01, 0x0E, 0x20, 0x00])
+        _ = try socket.readPacket(timeoutMS: 5000, skippingLEMeta: true)
+        _ = try socket.readPacket(timeoutMS: 5000)
+        try socket.send([0x01, 0x0E, 0x20, 0x00])
+        #expect(try socket.readPacket(timeoutMS: 5000, skippingLEMeta: true) == [0x04, 0x0E, 0x04, 0x01, 0x0E, 0x20, 0x0C])
+    }
+
+    @Test("when the host's TCP connection closes, its links drop and the peripheral advertises again",
+          .timeLimit(.minutes(2)))
+    func clientGoneDropsLinks() async throws {
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [Self.heartRate]))
+        defer { world.kill() }
+        let hr1: [UInt8] = [0x01, 0xF4, 0xF3, 0xF2, 0xF1, 0xF0]
+        do {
+            let socket = try H4Client(port: world.hostPorts[0])
+            defer { socket.close() }
+            try socket.command([0x01, 0x05, 0x20, 0x06, 0x42, 0x00, 0x00, 0x00, 0x00, 0xC0])
+            try socket.send(createConnection(peer: hr1))
+            _ = try socket.readPacket(timeoutMS: 5000, skippingLEMeta: true)
+            let complete = try socket.readPacket(timeoutMS: 5000)
+            #expect(Array(complete.prefix(5)) == [0x04, 0x3E, 0x13, 0x01, 0x00])
+        }
+        // A new host sees hr1 advertising again.
+        let socket = try H4Client(port: world.hostPorts[0])
+        defer { socket.close() }
+        try socket.command([0x01, 0x05, 0x20, 0x06, 0x43, 0x00, 0x00, 0x00, 0x00, 0xC0])
+        try socket.command([0x01, 0x0B, 0x20, 0x07, 0x01, 0x10, 0x00, 0x10, 0x00, 0x01, 0x00])
+        try socket.command([0x01, 0x0C, 0x20, 0x02, 0x01, 0x00])
+        var seen = false
+        for _ in 0..<200 where !seen {
+            if let report = advertisingReportAddress(try socket.readPacket(timeoutMS: 3000)), report.address == hr1 { seen = true }
+        }
+        #expect(seen)
+        let status = try await world.commandJSON(#"{"cmd":"status"}"#)
+        #expect(status["peripherals"]?["hr1"]?["connected"]?.bool == false)
+    }
+
     @Test("control: status lists every peripheral advertising and idle; unknown commands and names answer ok=false; rotate-address gives a new RPA",
           .timeLimit(.minutes(2)))
     func controlCommands() async throws {
@@ -208,6 +292,17 @@ func advertisingReportAddress(_ packet: [UInt8]) -> (type: UInt8, address: [UInt
     }
 }
 
+/// LE Create Connection (Core v5.4 Vol 4 Part E 7.8.12) to a random address, own address random.
+func createConnection(peer: [UInt8]) -> [UInt8] {
+    [0x01, 0x0D, 0x20, 25,
+     0x10, 0x00, 0x10, 0x00,  // scan interval, window
+     0x00,  // no filter accept list
+     0x01] + peer + [  // peer address type random, address
+     0x01,  // own address random
+     0x18, 0x00, 0x28, 0x00, 0x00, 0x00, 0xF4, 0x01,  // interval min/max, latency, supervision timeout
+     0x00, 0x00, 0x00, 0x00]  // CE lengths
+}
+
 /// A blocking TCP client speaking raw H4 with a deadline on every read.
 final class H4Client {
     let fd: Int32
@@ -259,6 +354,16 @@ final class H4Client {
             buffer.removeFirst(length)
             if skippingLEMeta && packet[1] == 0x3E { continue }
             return packet
+        }
+    }
+
+    /// Sends a command and checks that its Command Complete reports success (advertising
+    /// reports in between are skipped).
+    func command(_ bytes: [UInt8]) throws {
+        try send(bytes)
+        let event = try readPacket(timeoutMS: 5000, skippingLEMeta: true)
+        guard event.count >= 7, event[1] == 0x0E, event[4] == bytes[1], event[5] == bytes[2], event[6] == 0x00 else {
+            throw TestSupportError("command \(bytes.prefix(3)) answered \(event)")
         }
     }
 
