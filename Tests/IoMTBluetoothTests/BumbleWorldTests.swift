@@ -59,6 +59,36 @@ struct BumbleWorldTests {
         #expect(seen, "no advertising report from hr1")
     }
 
+    @Test("advertising data: flags, 16-bit service UUIDs and the name; the garbage peripheral's bad-adv option appends an overlong AD structure",
+          .timeLimit(.minutes(2)))
+    func advertisingData() async throws {
+        let junk = BumbleWorld.Peripheral(kind: .garbage, name: "junk", address: "F0:F1:F2:F3:F4:09",
+                                          options: ["malformed": ["bad-adv"]])
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [Self.heartRate, junk]))
+        defer { world.kill() }
+        let socket = try H4Client(port: world.hostPorts[0])
+        defer { socket.close() }
+        try socket.command([0x01, 0x05, 0x20, 0x06, 0x42, 0x00, 0x00, 0x00, 0x00, 0xC0])
+        try socket.command([0x01, 0x0B, 0x20, 0x07, 0x00, 0x10, 0x00, 0x10, 0x00, 0x01, 0x00])
+        try socket.command([0x01, 0x0C, 0x20, 0x02, 0x01, 0x00])
+        var data: [String: [UInt8]] = [:]
+        let names: [[UInt8]: String] = [[0x01, 0xF4, 0xF3, 0xF2, 0xF1, 0xF0]: "hr1", [0x09, 0xF4, 0xF3, 0xF2, 0xF1, 0xF0]: "junk"]
+        for _ in 0..<400 where data.count < 2 {
+            let event = try socket.readPacket(timeoutMS: 3000)
+            if let report = advertisingReportAddress(event), let name = names[report.address],
+               let payload = advertisingReportData(event) {
+                data[name] = payload
+            }
+        }
+        let hr = try #require(data["hr1"])
+        let expected: [UInt8] = [0x02, 0x01, 0x06,  // flags
+                                 0x07, 0x03, 0x0D, 0x18, 0x0A, 0x18, 0x0F, 0x18,  // 0x180D 0x180A 0x180F
+                                 0x04, 0x09] + Array("hr1".utf8)  // complete local name
+        #expect(hr == expected)
+        let bad = try #require(data["junk"])
+        #expect(Array(bad.suffix(3)) == [0x1E, 0xFF, 0x01])
+    }
+
     @Test("a second TCP client replaces the first with its own H4 parser: a half packet from the first does not corrupt it",
           .timeLimit(.minutes(2)))
     func secondClientHasItsOwnParser() async throws {
@@ -217,6 +247,7 @@ struct BumbleWorldTests {
         await world.stop()
         #expect(!world.isRunning)
         #expect(kill(pid, 0) == -1 && errno == ESRCH)
+        #expect(world.log.contains("bye"), "SIGTERM did not end the world cleanly")
         await #expect(throws: TestSupportError.self) { try await world.command(#"{"cmd":"status"}"#) }
     }
 
@@ -290,6 +321,19 @@ func advertisingReportAddress(_ packet: [UInt8]) -> (type: UInt8, address: [UInt
     default:
         return nil
     }
+}
+
+/// The advertising data of the first report in an LE (Extended) Advertising Report event.
+func advertisingReportData(_ packet: [UInt8]) -> [UInt8]? {
+    guard packet.count > 5, packet[0] == 0x04, packet[1] == 0x3E, packet[4] >= 1 else { return nil }
+    let lengthAt: Int
+    switch packet[3] {
+    case 0x02: lengthAt = 13
+    case 0x0D: lengthAt = 28
+    default: return nil
+    }
+    guard packet.count > lengthAt, packet.count >= lengthAt + 1 + Int(packet[lengthAt]) else { return nil }
+    return Array(packet[(lengthAt + 1)..<(lengthAt + 1 + Int(packet[lengthAt]))])
 }
 
 /// LE Create Connection (Core v5.4 Vol 4 Part E 7.8.12) to a random address, own address random.
@@ -374,4 +418,26 @@ final class H4Client {
     }
 
     func close() { Glibc.close(fd) }
+}
+
+@Suite("TestJSON")
+struct TestJSONTests {
+    @Test("parses a ready document: nested objects, arrays, strings with escapes, numbers, null, booleans")
+    func parsesReadyDocument() throws {
+        let doc = try TestJSON.parse(#" {"hosts": [{"port": 40731}], "ok": true, "x": null, "s": "a\"b\u0041", "n": -1.5e1} "#)
+        #expect(doc["hosts"]?[0]?["port"]?.int == 40731)
+        #expect(doc["ok"]?.bool == true)
+        #expect(doc["x"] == .null)
+        #expect(doc["s"]?.string == "a\"bA")
+        #expect(doc["n"]?.double == -15)
+        #expect(doc["missing"] == nil)
+    }
+
+    @Test("truncated or trailing input throws with the offset")
+    func rejectsBadInput() {
+        for bad in [#"{"a": [1, 2"#, #"{"a": "x"#, #"{"a" 1}"#, "[1] 2", ""] {
+            #expect(throws: TestSupportError.self) { try TestJSON.parse(bad) }
+        }
+        #expect { try TestJSON.parse(#"{"a": [1, 2"#) } throws: { "\($0)".contains("offset") }
+    }
 }

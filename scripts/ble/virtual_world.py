@@ -91,6 +91,8 @@ class WorldController(Controller):
         self.advertising_sets.clear()
         self.event_mask = 0
         self.le_event_mask = 0
+        self.random_address = hci.Address("00:00:00:00:00:00")  # a host sets its own again
+        self.le_scan_own_address_type = hci.Address.RANDOM_DEVICE_ADDRESS
 
     def on_hci_reset_command(self, command):  # noqa: D401 (Bumble handler name)
         self.drop_state()
