@@ -147,6 +147,9 @@ public final class BumbleWorld: Sendable {
     public static func start(spec: Spec, timeout: Duration = .seconds(20)) async throws -> BumbleWorld {
         let root = repositoryRoot()
         let python = "\(root)/.venv/bin/python"
+        guard access(python, X_OK) == 0 else {
+            throw TestSupportError("run scripts/setup.sh: .venv lacks bumble (no \(python))")
+        }
         let check = try ChildProcess.run([python, "-c", "import bumble"], timeout: .seconds(30))
         guard check.status == 0 else {
             throw TestSupportError("run scripts/setup.sh: .venv lacks bumble (\(python): \(check.output.prefix(200)))")

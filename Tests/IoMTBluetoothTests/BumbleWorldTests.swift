@@ -232,6 +232,18 @@ struct BumbleWorldTests {
         #expect(after.first.map { "4567".contains($0) } == true)  // resolvable private: top bits 01
         let again = try await world.commandJSON(#"{"cmd":"status"}"#)
         #expect(again["peripherals"]?["tp"]?["address"]?.string == after)
+        // The adverts carry the new address.
+        let socket = try H4Client(port: world.hostPorts[0])
+        defer { socket.close() }
+        try socket.command([0x01, 0x05, 0x20, 0x06, 0x42, 0x00, 0x00, 0x00, 0x00, 0xC0])
+        try socket.command([0x01, 0x0C, 0x20, 0x02, 0x01, 0x00])
+        let wire = Array(after.split(separator: ":").compactMap { UInt8($0, radix: 16) }.reversed())
+        #expect(wire.count == 6)
+        var seen = false
+        for _ in 0..<300 where !seen {
+            if let report = advertisingReportAddress(try socket.readPacket(timeoutMS: 3000)), report.address == wire { seen = true }
+        }
+        #expect(seen, "no advert from the rotated address \(after)")
 
         try await world.commandJSON(#"{"cmd":"stop-advertising","peripheral":"hr1"}"#)
         #expect(try await world.commandJSON(#"{"cmd":"status"}"#)["peripherals"]?["hr1"]?["advertising"]?.bool == false)
