@@ -317,6 +317,20 @@ struct BumbleWorldTests {
     }
 }
 
+extension BumbleWorldTests {
+    @Test("check_world.py --spawn (its own world, with control): a bonded central reconnects and re-encrypts after the private address rotated",
+          .timeLimit(.minutes(3)))
+    func bumbleCentralWithRotation() throws {
+        let root = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        let result = try ChildProcess.run(
+            ["\(root)/.venv/bin/python", "\(root)/scripts/ble/check_world.py", "--spawn"], timeout: .seconds(150))
+        #expect(result.status == 0, "check_world.py --spawn failed:\n\(result.output.suffix(5000))")
+        #expect(result.output.contains("PASS thermometer-secure therm-priv (no-input-no-output, privacy, rotation)"))
+        #expect(result.output.contains("rotated to"))
+        #expect(result.output.contains("ALL PASS"))
+    }
+}
+
 /// The advertiser address (type, octets as on the wire) of the first report in an LE
 /// Advertising Report (subevent 0x02) or LE Extended Advertising Report (0x0D) event.
 /// Core v5.4 Vol 4 Part E 7.7.65.2 and 7.7.65.13.

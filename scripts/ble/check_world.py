@@ -113,8 +113,9 @@ class CentralDelegate(PairingDelegate):
 
 
 class Checker:
-    def __init__(self, device: Device, ready: dict, spec: dict):
+    def __init__(self, device: Device, ready: dict, spec: dict, control=None):
         self.device = device
+        self.control = control  # async (command dict) -> answer dict, with --spawn
         self.ready = ready
         self.spec = spec
         self.failures: list[str] = []
@@ -209,6 +210,19 @@ class Checker:
         for value in await self.collect(peer, TEMP, 2, indicate=True):
             parse_temperature(value)
         await self.disconnect(connection)
+        if spec.get("privacy") and self.control is not None:
+            # A new resolvable private address: the bond still applies (found through the IRK).
+            answer = await self.control({"cmd": "rotate-address", "peripheral": spec["name"]})
+            expect(answer.get("ok") is True, f"rotate-address: {answer}")
+            self.ready["peripherals"][spec["name"]]["address"] = answer["address"]
+            connection, peer = await self.connect(spec["name"])
+            await connection.encrypt()
+            expect(connection.is_encrypted, "not encrypted with the stored key after the address rotated")
+            for value in await self.collect(peer, TEMP, 2, indicate=True):
+                parse_temperature(value)
+            await self.disconnect(connection)
+            status = await self.control({"cmd": "status"})
+            expect(len(status["peripherals"][spec["name"]]["bonded"]) == 1, f"bonds: {status}")
 
     async def garbage(self, spec: dict) -> None:
         connection, peer = await self.connect(spec["name"])
@@ -233,18 +247,18 @@ class Checker:
         await self.disconnect(connection)
 
 
-async def check(ready: dict, spec: dict, host_index: int) -> int:
+async def check(ready: dict, spec: dict, host_index: int, control=None) -> int:
     port = ready["hosts"][host_index]["port"]
     async with await open_transport(f"tcp-client:127.0.0.1:{port}") as transport:
         device = Device.with_hci("check-central", hci.Address("C0:00:00:00:00:01"), transport.source, transport.sink)
         await device.power_on()
-        checker = Checker(device, ready, spec)
+        checker = Checker(device, ready, spec, control)
         for p in checker.of_kind("heart-rate"):
             await checker.run(f"heart-rate {p['name']}", checker.heart_rate(p))
         for p in checker.of_kind("thermometer-secure"):
             label = f"thermometer-secure {p['name']} ({p.get('io_capability', 'no-input-no-output')}"
             label += ", legacy" if p.get("legacy") else ""
-            label += ", privacy)" if p.get("privacy") else ")"
+            label += (", privacy, rotation)" if control else ", privacy)") if p.get("privacy") else ")"
             await checker.run(label, checker.thermometer(p), timeout=30.0)
         for p in checker.of_kind("garbage"):
             await checker.run(f"garbage {p['name']}", checker.garbage(p))
@@ -285,7 +299,13 @@ async def main() -> int:
             try:
                 with open(ready_path) as f:
                     ready = json.load(f)
-                return await check(ready, spec, args.host)
+
+                async def control(command: dict) -> dict:
+                    process.stdin.write((json.dumps(command) + "\n").encode())
+                    await process.stdin.drain()
+                    return json.loads(await asyncio.wait_for(process.stdout.readline(), 10.0))
+
+                return await check(ready, spec, args.host, control)
             finally:
                 process.stdin.close()  # EOF: the world quits
                 try:
