@@ -20,10 +20,24 @@ fi
 
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.1 or newer is needed)"; exit 1; }
 
+# Bumble (the virtual Bluetooth controllers of the BLE tests) needs Python 3.11 or newer.
+python=""
+for candidate in python3 python3.13 python3.12 python3.11; do
+  if command -v "$candidate" >/dev/null \
+     && "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+    python="$candidate"; break
+  fi
+done
+[ -n "$python" ] || { echo "setup: Python 3.11 or newer is needed for .venv (bumble)"; exit 1; }
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+  echo "setup: .venv has a Python older than 3.11; recreating it"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
-  python3 -m venv .venv
+  "$python" -m venv .venv
 fi
-if ! .venv/bin/python -c "import jsonschema, fhir.resources" 2>/dev/null; then
+if ! .venv/bin/python -c "import jsonschema, fhir.resources, bumble" 2>/dev/null \
+   || [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("bumble"))' 2>/dev/null)" != "0.0.236" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi

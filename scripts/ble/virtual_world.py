@@ -1,0 +1,659 @@
+#!/usr/bin/env python3
+"""A virtual Bluetooth LE world for the integration tests of our own BLE host.
+
+One process, one `bumble.link.LocalLink`, several Bumble 0.0.236 virtual controllers on it:
+  * N "host" controllers, each served as H4 over TCP on 127.0.0.1 (port 0, one client at a
+    time, each client with its own H4 parser), for the host under test;
+  * one controller per simulated peripheral, driven by a Bumble `Device` (host + GATT server).
+
+See scripts/ble/README.md for the spec format, the control commands and the quirks.
+Logs go to stderr; stdout carries only `READY` and the JSON answers to control commands.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import struct
+import sys
+from typing import Any
+
+from bumble import hci, ll, smp
+from bumble.controller import Controller
+from bumble.device import Device, DeviceConfiguration
+from bumble.gatt import (
+    GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR,
+    Characteristic,
+    Descriptor,
+    Service,
+)
+from bumble.link import LocalLink
+from bumble.pairing import PairingConfig, PairingDelegate
+from bumble.transport.common import PacketParser
+
+log = logging.getLogger("virtual_world")
+
+# Assigned numbers (Bluetooth SIG Assigned Numbers, 16-bit UUIDs).
+HEART_RATE_SERVICE = 0x180D
+HEART_RATE_MEASUREMENT = 0x2A37
+BODY_SENSOR_LOCATION = 0x2A38
+HEALTH_THERMOMETER_SERVICE = 0x1809
+TEMPERATURE_MEASUREMENT = 0x2A1C
+DEVICE_INFORMATION_SERVICE = 0x180A
+MANUFACTURER_NAME = 0x2A29
+MODEL_NUMBER = 0x2A24
+SERIAL_NUMBER = 0x2A25
+BATTERY_SERVICE = 0x180F
+BATTERY_LEVEL = 0x2A19
+
+# Reason codes (Core v5.4 Vol 1 Part F).
+CONNECTION_TIMEOUT = 0x08
+REMOTE_USER_TERMINATED = 0x13
+UNKNOWN_CONNECTION_IDENTIFIER = 0x02
+COMMAND_DISALLOWED = 0x0C
+
+KINDS = ("heart-rate", "thermometer-secure", "garbage", "dropper")
+GARBAGE_ALL = ["truncated-notification", "unknown-opcode", "unknown-handle", "unknown-cid", "bad-smp"]
+
+
+def uuid16(value: int) -> str:
+    return f"{value:04X}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Host controllers: a Bumble Controller with a saner reset, served on its own TCP port.
+# ---------------------------------------------------------------------------------------------
+class WorldController(Controller):
+    """The stock virtual controller with the state a real controller drops on HCI_Reset.
+
+    Stock 0.0.236 answers HCI_Reset with success and keeps links, scanning and a pending
+    connection (quirk 1), and LE Create Connection Cancel leaves the attempt pending (quirk 3).
+    """
+
+    def drop_state(self, reason: int = CONNECTION_TIMEOUT) -> None:
+        """Drops links (the peers see `reason`, as after a supervision timeout), scanning, a
+        pending connection and advertising. Sends no event to our own host."""
+        for connection in list(self.le_connections.values()):
+            try:
+                connection.send_ll_control_pdu(ll.TerminateInd(reason))
+            except Exception as error:  # the peer may be gone already
+                log.debug("terminate to %s failed: %s", connection.peer_address, error)
+            self.le_connections.pop(connection.peer_address, None)
+        self.le_scan_enable = False
+        self.filter_duplicates = False
+        self.pending_le_connection = None
+        self.le_legacy_advertiser.stop()
+        for advertising_set in self.advertising_sets.values():
+            advertising_set.stop()
+        self.advertising_sets.clear()
+        self.event_mask = 0
+        self.le_event_mask = 0
+        self.random_address = hci.Address("00:00:00:00:00:00")  # a host sets its own again
+        self.le_scan_own_address_type = hci.Address.RANDOM_DEVICE_ADDRESS
+
+    def on_hci_reset_command(self, command):  # noqa: D401 (Bumble handler name)
+        self.drop_state()
+        return super().on_hci_reset_command(command)
+
+    def on_hci_le_create_connection_cancel_command(self, command):
+        # Core v5.4 Vol 4 Part E 7.8.13: Command Disallowed without a pending attempt;
+        # otherwise success, then LE Connection Complete with Unknown Connection Identifier.
+        pending = self.pending_le_connection
+        if pending is None:
+            return hci.HCI_StatusReturnParameters(COMMAND_DISALLOWED)
+        self.pending_le_connection = None
+        event = hci.HCI_LE_Connection_Complete_Event(
+            status=UNKNOWN_CONNECTION_IDENTIFIER,
+            connection_handle=0,
+            role=hci.Role.CENTRAL,
+            peer_address_type=pending.peer_address.address_type,
+            peer_address=pending.peer_address,
+            connection_interval=0,
+            peripheral_latency=0,
+            supervision_timeout=0,
+            central_clock_accuracy=0,
+        )
+        # Scheduled now, so it runs before the Command Complete is handed to the host.
+        asyncio.get_running_loop().call_soon(self.send_hci_packet, event)
+        return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
+
+
+class ClientSink:
+    """Where the controller's H4 packets go: the current TCP client (or nowhere)."""
+
+    def __init__(self, writer: asyncio.StreamWriter):
+        self.writer = writer
+
+    def on_packet(self, packet: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(packet)
+
+
+class HostPort:
+    """A TCP server serving H4 for exactly one controller, one client at a time."""
+
+    def __init__(self, index: int, controller: WorldController):
+        self.index = index
+        self.controller = controller
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+        self.writer: asyncio.StreamWriter | None = None
+        self.generation = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self.on_client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.generation += 1
+        generation = self.generation
+        if self.writer is not None:
+            log.info("host%d: a new client replaces the previous one", self.index)
+            self.writer.close()
+        # A new host starts from a clean controller: no links, no scan, no pending connection.
+        self.controller.set_packet_sink(None)
+        self.controller.drop_state()
+        self.writer = writer
+        sink = ClientSink(writer)
+        self.controller.set_packet_sink(sink)
+        parser = PacketParser(self.controller)  # this client's own H4 parser state
+        log.info("host%d: client connected", self.index)
+        try:
+            while True:
+                data = await reader.read(4096)
+                if not data:
+                    break
+                if generation != self.generation:
+                    break
+                try:
+                    parser.feed_data(data)
+                except Exception as error:  # bad H4 type byte: drop the client
+                    log.warning("host%d: bad H4 stream (%s); closing the client", self.index, error)
+                    break
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            if generation == self.generation:
+                # The host went away: behave like a supervision timeout on its links.
+                self.controller.set_packet_sink(None)
+                self.controller.drop_state()
+                self.writer = None
+                log.info("host%d: client gone; links dropped", self.index)
+            writer.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.server is not None:
+            self.server.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Peripherals
+# ---------------------------------------------------------------------------------------------
+class WorldDevice(Device):
+    """A Bumble Device whose peripheral side answers an LTK request with the legacy LTK it
+    distributed itself.
+
+    Bumble 0.0.236 stores, on the responder, the LTK IT distributed as `ltk_central` and the
+    central's as `ltk_peripheral` (both with EDIV 0 and Rand 0), then answers an LTK request in
+    the peripheral role with `ltk_peripheral`: a central re-encrypting with the key the
+    peripheral distributed (Core v5.4 Vol 3 Part H 2.4.4.2) gets a MIC failure (0x3D).
+    LE Secure Connections keys (`ltk`) are unaffected.
+    """
+
+    async def get_long_term_key(self, connection_handle: int, rand: bytes, ediv: int) -> bytes | None:
+        connection = self.lookup_connection(connection_handle)
+        if connection is not None and connection.role == hci.Role.PERIPHERAL and self.keystore is not None:
+            keys = await self.keystore.get(str(connection.peer_address))
+            if keys is not None and keys.ltk is None and keys.ltk_central is not None:
+                return keys.ltk_central.value
+        return await super().get_long_term_key(connection_handle, rand, ediv)
+
+
+class FixedDelegate(PairingDelegate):
+    def __init__(self, io_capability: int, passkey: int | None):
+        super().__init__(io_capability=io_capability)
+        self.passkey = passkey
+
+    async def generate_passkey(self) -> int:
+        return self.passkey if self.passkey is not None else 123456
+
+    async def compare_numbers(self, number: int, digits: int) -> bool:
+        log.info("numeric comparison %0*d: confirmed", digits, number)
+        return True
+
+    async def confirm(self, auto: bool = False) -> bool:
+        return True
+
+    async def display_number(self, number: int, digits: int) -> None:
+        log.info("passkey shown: %0*d", digits, number)
+
+
+IO_CAPABILITIES = {
+    "no-input-no-output": PairingDelegate.IoCapability.NO_OUTPUT_NO_INPUT,
+    "display-only": PairingDelegate.IoCapability.DISPLAY_OUTPUT_ONLY,
+    "display-yes-no": PairingDelegate.IoCapability.DISPLAY_OUTPUT_AND_YES_NO_INPUT,
+    "keyboard-only": PairingDelegate.IoCapability.KEYBOARD_INPUT_ONLY,
+    "keyboard-display": PairingDelegate.IoCapability.DISPLAY_OUTPUT_AND_KEYBOARD_INPUT,
+}
+
+
+def ad_structure(ad_type: int, data: bytes) -> bytes:
+    return bytes([len(data) + 1, ad_type]) + data
+
+
+def encode_float(mantissa: int, exponent: int) -> bytes:
+    """IEEE-11073 32-bit FLOAT: int24 mantissa then int8 exponent, little-endian."""
+    return (mantissa & 0xFFFFFF).to_bytes(3, "little") + (exponent & 0xFF).to_bytes(1, "little")
+
+
+class Peripheral:
+    def __init__(self, spec: dict[str, Any], link: LocalLink):
+        self.spec = spec
+        self.name: str = spec["name"]
+        self.kind: str = spec["kind"]
+        if self.kind not in KINDS:
+            raise ValueError(f"peripheral {self.name}: unknown kind {self.kind!r} (one of {KINDS})")
+        self.interval = float(spec.get("interval_ms", 100)) / 1000.0
+        self.privacy = bool(spec.get("privacy", False))
+        self.controller = Controller(f"{self.name}-controller", link=link)
+        config = DeviceConfiguration()
+        config.load_from_dict({"name": self.name, "address": spec["address"]})
+        config.advertising_interval_min = 100
+        config.advertising_interval_max = 100
+        config.le_privacy_enabled = self.privacy
+        config.le_rpa_timeout = 0  # rotation only on the rotate-address command
+        if "irk" in spec:
+            config.irk = bytes.fromhex(spec["irk"])
+        self.device = WorldDevice.from_config_with_hci(config, self.controller, self.controller)
+        self.advertise_wanted = True  # the control commands switch this
+        self.away = False
+        self.notifications_sent = 0
+        self.connections: dict[int, Any] = {}  # handle -> bumble Connection
+        self.subscribed: set[int] = set()  # handles of subscribed connections
+        self.sent_per_connection: dict[int, int] = {}
+        self.garbage_done: set[int] = set()
+        self.tasks: set[asyncio.Task] = set()
+        self.measurement_characteristic: Characteristic | None = None
+        self.build_gatt()
+        self.device.on("connection", self.on_connection)
+
+    # GATT ------------------------------------------------------------------------------------
+    def device_information(self) -> Service:
+        return Service(
+            uuid16(DEVICE_INFORMATION_SERVICE),
+            [
+                Characteristic(uuid16(MANUFACTURER_NAME), Characteristic.Properties.READ,
+                               Characteristic.READABLE, self.spec.get("manufacturer", "IoMT Test Devices").encode()),
+                Characteristic(uuid16(MODEL_NUMBER), Characteristic.Properties.READ,
+                               Characteristic.READABLE, self.spec.get("model", self.kind).encode()),
+                Characteristic(uuid16(SERIAL_NUMBER), Characteristic.Properties.READ,
+                               Characteristic.READABLE, self.spec.get("serial", f"SN-{self.name}").encode()),
+            ],
+        )
+
+    def build_gatt(self) -> None:
+        if self.kind == "thermometer-secure":
+            measurement = Characteristic(uuid16(TEMPERATURE_MEASUREMENT), Characteristic.Properties.INDICATE,
+                                         Characteristic.READABLE, b"")
+            # Our own CCCD whose write needs an encrypted link (ATT error 0x0F without it); the
+            # server uses it instead of adding its own open one.
+            measurement.descriptors = [Descriptor(
+                GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR,
+                Descriptor.READABLE | Descriptor.WRITEABLE | Descriptor.WRITE_REQUIRES_ENCRYPTION,
+                self.device.gatt_server.make_descriptor_value(measurement),
+            )]
+            services = [Service(uuid16(HEALTH_THERMOMETER_SERVICE), [measurement]), self.device_information()]
+            self.service_uuids = [HEALTH_THERMOMETER_SERVICE]
+            io = self.spec.get("io_capability", "no-input-no-output")
+            if io not in IO_CAPABILITIES:
+                raise ValueError(f"peripheral {self.name}: unknown io_capability {io!r}")
+            passkey = self.spec.get("passkey")
+            legacy = bool(self.spec.get("legacy", False))
+            mitm = io != "no-input-no-output"
+            self.device.pairing_config_factory = lambda _connection: PairingConfig(
+                sc=not legacy, mitm=mitm, bonding=True,
+                delegate=FixedDelegate(IO_CAPABILITIES[io], passkey),
+            )
+        else:
+            measurement = Characteristic(uuid16(HEART_RATE_MEASUREMENT), Characteristic.Properties.NOTIFY,
+                                         Characteristic.READABLE, b"")
+            location = Characteristic(uuid16(BODY_SENSOR_LOCATION), Characteristic.Properties.READ,
+                                      Characteristic.READABLE, bytes([int(self.spec.get("body_sensor_location", 1))]))
+            battery = Characteristic(uuid16(BATTERY_LEVEL), Characteristic.Properties.READ | Characteristic.Properties.NOTIFY,
+                                     Characteristic.READABLE, bytes([int(self.spec.get("battery", 87))]))
+            services = [Service(uuid16(HEART_RATE_SERVICE), [measurement, location]), self.device_information(),
+                        Service(uuid16(BATTERY_SERVICE), [battery])]
+            self.service_uuids = [HEART_RATE_SERVICE, DEVICE_INFORMATION_SERVICE, BATTERY_SERVICE]
+        self.measurement_characteristic = measurement
+        measurement.on("subscription", self.on_subscription)
+        self.device.add_services(services)
+
+    def advertising_data(self) -> bytes:
+        data = ad_structure(0x01, bytes([0x06]))  # LE General Discoverable, BR/EDR not supported
+        data += ad_structure(0x03, b"".join(struct.pack("<H", u) for u in self.service_uuids))
+        data += ad_structure(0x09, self.name.encode())
+        if self.kind == "garbage" and "bad-adv" in self.spec.get("malformed", []):
+            data += bytes([0x1E, 0xFF, 0x01])  # manufacturer data claiming 29 octets, carrying 1
+        return data
+
+    # Lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.device.power_on()
+        await self.start_advertising()
+        self.spawn(self.send_loop())
+
+    def spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def start_advertising(self) -> None:
+        self.advertise_wanted = True
+        if self.away or self.device.is_advertising:
+            return
+        if self.connections:  # one link at a time; advertise again after it ends
+            return
+        await self.device.start_advertising(advertising_data=self.advertising_data(), scan_response_data=b"")
+        log.info("%s advertising as %s", self.name, self.device.random_address)
+
+    async def stop_advertising(self) -> None:
+        self.advertise_wanted = False
+        await self.device.stop_advertising()
+
+    async def rotate_address(self) -> str:
+        if not self.privacy:
+            raise ValueError(f"{self.name} has no privacy (spec option privacy: true)")
+        was_advertising = self.device.is_advertising
+        await self.device.stop_advertising()
+        address = hci.Address.generate_private_address(self.device.irk)
+        await self.device.send_sync_command(hci.HCI_LE_Set_Random_Address_Command(random_address=address))
+        self.device.random_address = address
+        if was_advertising:
+            await self.device.start_advertising(advertising_data=self.advertising_data(), scan_response_data=b"")
+        log.info("%s rotated to %s", self.name, address)
+        return str(address)
+
+    def on_connection(self, connection) -> None:
+        handle = connection.handle
+        log.info("%s connected to %s (handle 0x%04X)", self.name, connection.peer_address, handle)
+        self.connections[handle] = connection
+        self.sent_per_connection[handle] = 0
+        connection.on("disconnection", lambda reason: self.on_disconnection(handle, reason))
+        connection.on("pairing", lambda keys: log.info("%s paired with %s", self.name, connection.peer_address))
+        connection.on("pairing_failure", lambda reason: log.info("%s pairing failed: %s", self.name, reason))
+
+    def on_disconnection(self, handle: int, reason: int) -> None:
+        log.info("%s disconnected (handle 0x%04X, reason 0x%02X)", self.name, handle, reason)
+        self.connections.pop(handle, None)
+        self.subscribed.discard(handle)
+        self.sent_per_connection.pop(handle, None)
+        self.garbage_done.discard(handle)
+        if self.advertise_wanted and not self.away:
+            self.spawn(self.start_advertising())
+
+    def on_subscription(self, bearer, notify_enabled: bool, indicate_enabled: bool) -> None:
+        connection = getattr(bearer, "connection", bearer)
+        handle = connection.handle
+        if notify_enabled or indicate_enabled:
+            self.subscribed.add(handle)
+        else:
+            self.subscribed.discard(handle)
+        log.info("%s subscription from 0x%04X: notify=%s indicate=%s", self.name, handle, notify_enabled, indicate_enabled)
+
+    # Data ------------------------------------------------------------------------------------
+    def measurement(self, n: int) -> bytes:
+        if self.kind == "thermometer-secure":
+            # Flags: Celsius; every other one carries a temperature type (2 = body).
+            tenths = 365 + n % 10
+            if n % 2:
+                return bytes([0x04]) + encode_float(tenths, -1) + bytes([0x02])
+            return bytes([0x00]) + encode_float(tenths, -1)
+        bpm = 60 + n % 40
+        flags = 0x00
+        body = b""
+        if n % 3 == 0:
+            flags |= 0x06  # sensor contact supported and detected
+        if n % 2 == 0:
+            flags |= 0x10  # RR intervals (1/1024 s)
+            rr = int(60 * 1024 / bpm)
+            body += struct.pack("<HH", rr, rr + 3)
+        return bytes([flags, bpm]) + body
+
+    async def send_loop(self) -> None:
+        n = 0
+        while True:
+            await asyncio.sleep(self.interval)
+            for handle in list(self.subscribed):
+                connection = self.connections.get(handle)
+                if connection is None:
+                    continue
+                try:
+                    if self.kind == "garbage" and handle not in self.garbage_done:
+                        self.garbage_done.add(handle)
+                        self.send_garbage(connection)
+                    value = self.measurement(n)
+                    if self.kind == "thermometer-secure":
+                        await asyncio.wait_for(
+                            self.device.indicate_subscriber(connection, self.measurement_characteristic, value), 5)
+                    else:
+                        await self.device.notify_subscriber(connection, self.measurement_characteristic, value)
+                    self.notifications_sent += 1
+                    self.sent_per_connection[handle] = self.sent_per_connection.get(handle, 0) + 1
+                except Exception as error:
+                    log.info("%s: send to 0x%04X failed: %r", self.name, handle, error)
+                    continue
+                if self.kind == "dropper" and self.sent_per_connection.get(handle, 0) >= int(self.spec.get("drop_after", 5)):
+                    await self.drop(connection)
+            n += 1
+
+    async def drop(self, connection) -> None:
+        """Like a wearable going out of range: link lost, silent for away_ms, then back."""
+        self.away = True
+        log.info("%s dropping the link and going away", self.name)
+        try:
+            await connection.disconnect(CONNECTION_TIMEOUT)
+        except Exception as error:
+            log.info("%s: disconnect failed: %r", self.name, error)
+        await asyncio.sleep(float(self.spec.get("away_ms", 1000)) / 1000.0)
+        self.away = False
+        if self.advertise_wanted:
+            await self.start_advertising()
+
+    def send_garbage(self, connection) -> None:
+        malformed = self.spec.get("malformed", GARBAGE_ALL)
+        handle = connection.handle
+        send = self.device.send_l2cap_pdu
+        value_handle = self.measurement_characteristic.handle
+        if "truncated-notification" in malformed:
+            send(handle, 0x0004, bytes([0x1B, value_handle & 0xFF]))  # handle cut in half, no value
+        if "unknown-opcode" in malformed:
+            send(handle, 0x0004, bytes([0x3F, 0x00, 0x00]))  # 0x3F is not an ATT opcode
+        if "unknown-handle" in malformed:
+            send(handle, 0x0004, bytes([0x1B, 0xF0, 0xFF, 0x48, 0x00]))  # notification on 0xFFF0
+        if "unknown-cid" in malformed:
+            send(handle, 0x0050, b"not an L2CAP channel anyone opened")
+        if "bad-smp" in malformed:
+            send(handle, 0x0006, bytes([0xFF]) + bytes(range(100)))  # unknown code, longer than any SMP MTU
+        log.info("%s sent malformed PDUs %s to 0x%04X", self.name, malformed, handle)
+
+    async def status(self) -> dict[str, Any]:
+        bonded = []
+        if self.device.keystore is not None:
+            for name, _keys in await self.device.keystore.get_all():
+                bonded.append(name)
+        return {
+            "kind": self.kind,
+            "address": str(self.device.random_address).replace("/P", ""),
+            "advertising": bool(self.device.is_advertising),
+            "connected": bool(self.connections),
+            "peers": [str(c.peer_address) for c in self.connections.values()],
+            "subscribed": bool(self.subscribed),
+            "encrypted": any(c.is_encrypted for c in self.connections.values()),
+            "notifications_sent": self.notifications_sent,
+            "bonded": bonded,
+        }
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+
+# ---------------------------------------------------------------------------------------------
+# The world
+# ---------------------------------------------------------------------------------------------
+class World:
+    def __init__(self, spec: dict[str, Any]):
+        self.spec = spec
+        self.link = LocalLink()
+        self.host_ports: list[HostPort] = []
+        self.peripherals: dict[str, Peripheral] = {}
+        self.done = asyncio.Event()
+
+    async def start(self) -> None:
+        for index in range(int(self.spec.get("hosts", 1))):
+            controller = WorldController(f"host{index}", link=self.link)
+            port = HostPort(index, controller)
+            await port.start()
+            self.host_ports.append(port)
+        for peripheral_spec in self.spec.get("peripherals", []):
+            name = peripheral_spec["name"]
+            if name in self.peripherals:
+                raise ValueError(f"duplicate peripheral name {name}")
+            peripheral = Peripheral(peripheral_spec, self.link)
+            self.peripherals[name] = peripheral
+            await peripheral.start()
+
+    def ready_document(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "hosts": [{"port": p.port} for p in self.host_ports],
+            "peripherals": {
+                name: {
+                    "address": str(p.device.random_address).replace("/P", ""),
+                    "identity_address": str(p.device.static_address).replace("/P", ""),
+                    "address_type": "random",
+                    "irk": p.device.irk.hex() if p.privacy else None,
+                }
+                for name, p in self.peripherals.items()
+            },
+        }
+
+    def peripheral(self, command: dict[str, Any]) -> Peripheral:
+        name = command.get("peripheral")
+        if name not in self.peripherals:
+            raise ValueError(f"unknown peripheral {name!r}")
+        return self.peripherals[name]
+
+    async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
+        cmd = command.get("cmd")
+        if cmd == "status":
+            return {"ok": True, "hosts": [{"port": p.port, "client": p.writer is not None} for p in self.host_ports],
+                    "peripherals": {n: await p.status() for n, p in self.peripherals.items()}}
+        if cmd == "quit":
+            self.done.set()
+            return {"ok": True}
+        if cmd == "disconnect":
+            peripheral = self.peripheral(command)
+            reason = int(command.get("reason", REMOTE_USER_TERMINATED))
+            count = 0
+            for connection in list(peripheral.connections.values()):
+                await connection.disconnect(reason)
+                count += 1
+            return {"ok": True, "disconnected": count}
+        if cmd == "stop-advertising":
+            await self.peripheral(command).stop_advertising()
+            return {"ok": True}
+        if cmd == "start-advertising":
+            await self.peripheral(command).start_advertising()
+            return {"ok": True}
+        if cmd == "rotate-address":
+            return {"ok": True, "address": (await self.peripheral(command).rotate_address()).replace("/P", "")}
+        raise ValueError(f"unknown command {cmd!r}")
+
+    async def answer(self, line: str) -> None:
+        try:
+            command = json.loads(line)
+            if not isinstance(command, dict):
+                raise ValueError("a command is a JSON object")
+            reply = await self.handle(command)
+        except Exception as error:
+            reply = {"ok": False, "error": str(error)}
+        print(json.dumps(reply), flush=True)
+
+    async def read_stdin(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while True:
+            line = await reader.readline()
+            if not line:
+                log.info("stdin closed; quitting")
+                self.done.set()
+                return
+            if line.strip():
+                await self.answer(line.decode())
+
+    async def close(self) -> None:
+        for p in self.host_ports:
+            p.close()
+        for p in self.peripherals.values():
+            await p.close()
+
+
+def write_ready(path: str, document: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(document, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--spec", help="JSON spec file")
+    group.add_argument("--spec-json", help="JSON spec inline")
+    parser.add_argument("--ready-file", help="written atomically once everything listens and advertises")
+    parser.add_argument("--verbose", action="store_true", help="debug logs (every HCI packet)")
+    args = parser.parse_args()
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not args.verbose:
+        logging.getLogger("bumble").setLevel(logging.WARNING)
+    if args.spec:
+        with open(args.spec) as f:
+            spec = json.load(f)
+    else:
+        spec = json.loads(args.spec_json)
+
+    world = World(spec)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, world.done.set)
+    try:
+        await world.start()
+    except Exception as error:
+        log.error("cannot start the world: %s", error)
+        await world.close()
+        return 2
+    document = world.ready_document()
+    if args.ready_file:
+        write_ready(args.ready_file, document)
+    log.info("ready: %s", json.dumps(document))
+    print("READY", flush=True)
+    stdin_task = asyncio.create_task(world.read_stdin())
+    await world.done.wait()
+    stdin_task.cancel()
+    await world.close()
+    log.info("bye")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
