@@ -7,6 +7,11 @@ public struct SMPToolboxError: Error, Hashable, Sendable, CustomStringConvertibl
     public var parameter: String
     public var expected: Int
     public var actual: Int
+    public init(parameter: String, expected: Int, actual: Int) {
+        self.parameter = parameter
+        self.expected = expected
+        self.actual = actual
+    }
     public var description: String {
         "SMP toolbox: parameter '\(parameter)' must be \(expected) octet(s), got \(actual)"
     }
