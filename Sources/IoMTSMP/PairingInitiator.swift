@@ -287,6 +287,14 @@ public struct PairingInitiator: Sendable {
         }
     }
 
+    /// Abandons pairing (the user cancelled a prompt, the host gave up): sends Pairing Failed with
+    /// `reason` (Vol 3 Part H 3.5.5; Passkey Entry Failed is what a cancelled passkey prompt sends).
+    public mutating func cancel(reason: SMPReason = .passkeyEntryFailed, now: UInt64) -> [SMPAction] {
+        guard isActive else { return [] }
+        if let t = timedOut(now: now) { return t }
+        return fail(reason, "cancelled (\(reason))")
+    }
+
     /// Checks the SMP timeout (Vol 3 Part H 3.4).
     public mutating func tick(now: UInt64) -> [SMPAction] {
         guard isActive else { return [] }

@@ -275,6 +275,18 @@ func failure(_ a: SMPAction?) -> PairingFailure? {
         #expect(Bool(true))
     }
 
+    @Test func cancelSendsPairingFailedOnceThenSilence() throws {
+        var h = Harness(io: .keyboardOnly, peerIO: .displayOnly, peerAuth: [.bonding, .mitm, .secureConnections])
+        _ = h.initiator.start(now: 0)
+        let afterResponse = h.initiator.receive([0x02, 0x00, 0x00, 0x0D, 0x10, 0x00, 0x03], now: 5)
+        #expect(afterResponse.first == .requestPasskey)
+        let actions = h.initiator.cancel(now: 6)
+        #expect(actions.first == .send([0x05, 0x01]))
+        #expect(try #require(failure(actions.last)).reason == .passkeyEntryFailed)
+        #expect(h.initiator.cancel(now: 7).isEmpty)
+        #expect(h.initiator.passkeyEntered(123_456, now: 8).isEmpty)
+    }
+
     @Test func securityRequestDuringPairingIsIgnored() {
         var h = Harness()
         _ = h.initiator.start(now: 0)
