@@ -1,0 +1,55 @@
+import IoMTCore
+import IoMTHCI
+import IoMTHealthProfiles
+
+/// Which GATT characteristics carry a health profile's measurements, and how to decode them.
+///
+/// The decoders themselves live in IoMTHealthProfiles (pure, tested against the reference's
+/// example bytes); this table only says where on a peripheral to find their input
+/// (the Bluetooth SIG service and characteristic assigned numbers, reference §1–§8).
+public struct BLEProfile: Sendable {
+    public struct Measurement: Sendable {
+        /// Characteristic UUID (16-bit SIG assigned number).
+        public var characteristic: UInt16
+        /// The profile delivers it by indication (confirmed) rather than notification.
+        public var indicated: Bool
+        public var decode: @Sendable ([UInt8]) throws -> DecodedMeasurement
+    }
+
+    /// The profile name readings carry (`device.profile`), e.g. `heart-rate`.
+    public var name: String
+    /// Primary service UUID (16-bit).
+    public var service: UInt16
+    public var measurements: [Measurement]
+
+    /// Every connected-device profile the agent serves. Glucose (RACP download) and the Generic
+    /// Health Sensor need procedures beyond subscribe-and-decode and are not served over a link yet.
+    public static let all: [BLEProfile] = [
+        BLEProfile(name: "heart-rate", service: 0x180D, measurements: [
+            .init(characteristic: 0x2A37, indicated: false) { try HeartRateMeasurement.decode($0).normalized },
+        ]),
+        BLEProfile(name: "thermometer", service: 0x1809, measurements: [
+            .init(characteristic: 0x2A1C, indicated: true) { try TemperatureMeasurement.decode($0).normalized },
+        ]),
+        BLEProfile(name: "blood-pressure", service: 0x1810, measurements: [
+            .init(characteristic: 0x2A35, indicated: true) { try BloodPressureMeasurement.decode($0).normalized },
+        ]),
+        BLEProfile(name: "pulse-oximeter", service: 0x1822, measurements: [
+            .init(characteristic: 0x2A5E, indicated: true) { try PLXSpotCheckMeasurement.decode($0).normalized },
+            .init(characteristic: 0x2A5F, indicated: false) { try PLXContinuousMeasurement.decode($0).normalized },
+        ]),
+        BLEProfile(name: "weight-scale", service: 0x181D, measurements: [
+            .init(characteristic: 0x2A9D, indicated: true) { try WeightMeasurement.decode($0).normalized },
+        ]),
+        BLEProfile(name: "body-composition", service: 0x181B, measurements: [
+            .init(characteristic: 0x2A9C, indicated: true) { try BodyCompositionMeasurement.decode($0).normalized },
+        ]),
+    ]
+
+    public static func named(_ name: String) -> BLEProfile? { all.first { $0.name == name } }
+
+    /// The profile that would serve a device advertising these services (first match wins).
+    public static func serving(_ services: [BluetoothUUID]) -> BLEProfile? {
+        all.first { p in services.contains(BluetoothUUID(p.service)) }
+    }
+}
