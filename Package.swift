@@ -108,6 +108,7 @@ let package = Package(
             name: "IoMTAgent",
             dependencies: [
                 "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources", "IoMTSerialPort", "IoMTFHIR",
+                "IoMTBluetooth", "IoMTHCI", "IoMTHCITransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -64,7 +64,9 @@ public struct Agent: Service {
         }
         let sequences = try await buffer.loadSequences()
 
-        let sources = makeSources(cursors: (try? await buffer.loadCursors()) ?? [:])
+        var sources = makeSources(cursors: (try? await buffer.loadCursors()) ?? [:])
+        let bluetooth = try makeBluetoothSource(config: config, clock: clock, logger: logger)
+        if let bluetooth { sources.append(bluetooth) }
         let status = StatusReporter(gatewayID: config.gateway.id, version: Agent.version, startedAt: startedAt,
                                     sources: sources, clock: clock)
         let client: MQTTClient
@@ -206,7 +208,7 @@ public struct Agent: Service {
         return uplink
     }
 
-    /// Simulators and serial devices (BLE to come), each a `ReadingSource`.
+    /// Simulators and serial devices, each a `ReadingSource` (Bluetooth: `makeBluetoothSource`).
     func makeSources(cursors: [String: String] = [:]) -> [any ReadingSource] {
         let simulators: [any ReadingSource] = config.simulators.map { sim in
             SimulatorSource(id: sim.id, profile: SimulatedProfile(rawValue: sim.profile.rawValue) ?? .pulseOximeter,

@@ -1,0 +1,69 @@
+import Foundation
+import IoMTTestSupport
+import Testing
+
+/// Issue 5 through the whole agent: Bumble virtual peripherals, our Bluetooth host inside the real
+/// `iomt-agent run` (child process, H4 over TCP to a Bumble controller), a real mosquitto.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct BluetoothAgentTests {
+    @Test func heartRateNotificationsReachTheBrokerAndAnUnpairedSecureDeviceIsReported() async throws {
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [
+            .init(kind: .heartRate, name: "hr1", address: "F0:F1:F2:F3:F4:01", options: ["serial": "HR-7", "interval_ms": 100]),
+            .init(kind: .thermometerSecure, name: "t1", address: "F0:F1:F2:F3:F4:02"),
+        ]))
+        defer { world.kill() }
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        let setup = AgentSetup(gateway: "ble-e2e", stateDir: dir.file("state"), brokerURL: broker.url)
+        try dir.write("agent.yaml", setup.yaml() + """
+            bluetooth:
+              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
+              snoop: \(dir.file("hci.btsnoop"))
+              reconnect_min_ms: 200
+              devices:
+                - {id: hr-1, address: "F0:F1:F2:F3:F4:01", profile: heart-rate, patient: P-1}
+                - {id: t-1, address: "F0:F1:F2:F3:F4:02", profile: thermometer, patient: P-2}
+
+            """)
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
+        defer { sub.stop() }
+        var agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { agent.signal(SIGKILL) }
+
+        #expect(await waitUntil(sub) { readings($0).filter { $0.device == "hr-1" }.count >= 10 },
+                "no heart-rate readings: \(agent.output.value)")
+        // The status shows the secure thermometer waiting for pairing, not silently absent.
+        #expect(await waitUntil(sub) { m in
+            m.contains { $0.topic == "\(setup.prefix)/status" && $0.payloadString.contains("needs pairing") }
+        }, "status did not report the unpaired device: \(agent.output.value)")
+        // kill -9 and restart: the per-device sequence continues, nothing accepted is lost.
+        agent.signal(SIGKILL)
+        _ = await agent.waitForExit(timeout: .seconds(10))
+        let before = readings(sub.messages).filter { $0.device == "hr-1" }.map(\.sequence).max() ?? 0
+        agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        #expect(await waitUntil(sub) { readings($0).filter { $0.device == "hr-1" && $0.sequence > before + 5 }.count >= 5 },
+                "no readings after the restart: \(agent.output.value)")
+        agent.signal(SIGTERM)
+        _ = await agent.waitForExit(timeout: .seconds(20))
+
+        let seen = readings(sub.messages)
+        #expect(expectNoLossAndRecognisableDuplicates(seen, device: "hr-1") > 10)
+        #expect(!seen.contains { $0.device == "t-1" })
+        for r in seen.prefix(20) {
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(r.payload.utf8)) as? [String: Any])
+            let device = try #require(o["device"] as? [String: Any])
+            #expect(device["transport"] as? String == "ble")
+            #expect(device["profile"] as? String == "heart-rate")
+            #expect(device["serial_number"] as? String == "HR-7")
+            #expect(o["patient_id"] as? String == "P-1")
+            let obs = try #require(o["observations"] as? [[String: Any]])
+            let hr = obs.first { $0["mdc_code"] as? Int == 147842 }?["value"] as? Double
+            #expect(hr.map { (60...99).contains($0) } == true)
+        }
+        try expectValid(seen.map(\.payload), schema: "reading.schema.json", dir: dir)
+        // The btsnoop file was written, owner-only.
+        var st = stat()
+        #expect(stat(dir.file("hci.btsnoop"), &st) == 0 && st.st_size > 1000 && st.st_mode & 0o777 == 0o600)
+    }
+}
