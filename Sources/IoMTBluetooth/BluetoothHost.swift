@@ -49,6 +49,9 @@ public actor BluetoothHost {
     private var pendingConnect: (peer: LEAddress, waiter: CheckedContinuation<LELink, any Error>)?
     private var connectTimer = DeadlineTimer()
     private var pendingConnectDeadline: UInt64?
+    /// The peer of an attempt we cancelled whose final Connection Complete has not come yet.
+    private var cancelling: LEAddress?
+    private var cancelWaiters: [CheckedContinuation<Void, Never>] = []
 
     private var scanSubscribers: [Int: AsyncStream<Advertisement>.Continuation] = [:]
     private var nextSubscriber = 0
@@ -162,6 +165,7 @@ public actor BluetoothHost {
         commandWaiters.removeAll()
         pendingConnect?.waiter.resume(throwing: error)
         pendingConnect = nil
+        cancelDone()
         for (_, link) in links { link.deliver(.disconnected(.connectionTerminatedByLocalHost)) }
         links.removeAll()
         for (_, s) in scanSubscribers { s.finish() }
@@ -398,7 +402,13 @@ public actor BluetoothHost {
     /// one it advertises with. On timeout the attempt is cancelled (7.8.13).
     public func connect(to peer: LEAddress, timeoutMs: UInt64 = 10_000) async throws(BluetoothHostError) -> LELink {
         if let failure { throw failure }
-        guard pendingConnect == nil else { throw .busy }
+        // A cancelled attempt ends with its own LE Connection Complete (Vol 4 Part E 7.8.13);
+        // wait for it so it is not taken for the outcome of this attempt.
+        if cancelling != nil {
+            await withCheckedContinuation { cancelWaiters.append($0) }
+            if let failure { throw failure }
+        }
+        guard pendingConnect == nil, cancelling == nil else { throw .busy }
         let command = HCICommand.leCreateConnection(
             peer: peer, ownAddressType: .randomDevice, scanIntervalSlots: 96, scanWindowSlots: 96,
             connIntervalMin: options.connIntervalMin, connIntervalMax: options.connIntervalMax,
@@ -438,12 +448,42 @@ public actor BluetoothHost {
         pendingConnect = nil
         pendingConnectDeadline = nil
         p.waiter.resume(throwing: BluetoothHostError.connectTimedOut(peer, milliseconds: timeoutMs))
-        // The controller answers a cancel with a Connection Complete carrying
-        // "Unknown Connection Identifier" (Vol 4 Part E 7.8.13); handled as unsolicited.
-        _ = await execute(.leCreateConnectionCancel, name: "HCI_LE_Create_Connection_Cancel")
+        // The controller answers a cancel with a Connection Complete carrying "Unknown Connection
+        // Identifier" (Vol 4 Part E 7.8.13), or, if the link formed meanwhile, success (then the
+        // link is offered as unsolicited). Some controllers never send it (reference quirk 3):
+        // give up waiting after the command timeout.
+        cancelling = peer
+        let outcome = await execute(.leCreateConnectionCancel, name: "HCI_LE_Create_Connection_Cancel")
+        if outcome.commandStatus != .success {
+            cancelDone()
+            return
+        }
+        connectTimer.arm(hostNow() + options.commandTimeoutMs, now: hostNow()) { [weak self] in
+            await self?.cancelWaitExpired(peer)
+        }
+    }
+
+    private func cancelWaitExpired(_ peer: LEAddress) {
+        connectTimer.fired()
+        if cancelling == peer {
+            logger.warning("the controller did not confirm a cancelled connection attempt; continuing")
+            cancelDone()
+        }
+    }
+
+    private func cancelDone() {
+        cancelling = nil
+        let waiters = cancelWaiters
+        cancelWaiters.removeAll()
+        for w in waiters { w.resume() }
     }
 
     private func connectionCompleted(_ cc: LEConnectionComplete) {
+        if cancelling != nil, pendingConnect == nil {
+            connectTimer.cancel()
+            cancelDone()
+            if cc.status != .success { return }
+        }
         let waiting = pendingConnect
         guard cc.status == .success else {
             if let w = waiting {
