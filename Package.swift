@@ -100,6 +100,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The Bluetooth benchmark against a running Bumble world (scripts/ble-bench.sh, BENCHMARKS.md).
+        .executableTarget(name: "iomt-ble-bench",
+                          dependencies: ["IoMTCore", "IoMTHCI", "IoMTHCITransport", "IoMTATT", "IoMTBluetooth",
+                                         .product(name: "Logging", package: "swift-log")]),
         // Issue 7: the paired-device registry with patient binding and the audit log; the control
         // socket protocol between the CLI and the daemon.
         .target(name: "IoMTRegistry", dependencies: ["IoMTCore", .product(name: "Logging", package: "swift-log")]),
