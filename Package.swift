@@ -108,6 +108,7 @@ let package = Package(
             name: "IoMTAgent",
             dependencies: [
                 "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources", "IoMTSerialPort", "IoMTFHIR",
+                "IoMTRegistry", "IoMTControl", "IoMTSerialSimulators",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -130,6 +131,9 @@ let package = Package(
             dependencies: [
                 "IoMTAgent",
                 "IoMTBench",
+                "IoMTControl",
+                "IoMTRegistry",
+                "IoMTConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -156,7 +160,7 @@ let package = Package(
         .testTarget(name: "IoMTUplinkTests", dependencies: ["IoMTUplink", "IoMTTestSupport"]),
         .testTarget(
             name: "IoMTAgentTests",
-            dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators"],
+            dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators", "IoMTControl", "IoMTRegistry"],
             resources: []
         ),
     ]
