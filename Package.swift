@@ -160,7 +160,7 @@ let package = Package(
         .testTarget(name: "IoMTUplinkTests", dependencies: ["IoMTUplink", "IoMTTestSupport"]),
         .testTarget(
             name: "IoMTAgentTests",
-            dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators", "IoMTControl", "IoMTRegistry"],
+            dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators", "IoMTControl", "IoMTRegistry", "IoMTBuffer", "IoMTCore"],
             resources: []
         ),
     ]

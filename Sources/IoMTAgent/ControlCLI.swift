@@ -72,19 +72,21 @@ public final class ControlCLISession {
         }
         defer { Glibc.close(fd) }
         var after: Int64 = 0
+        var until: Int64?
         var count = 0
         while true {
             var args: [JSONValue.Member] = [.init("after", .int(after)), .init("limit", .int(500))]
-            if after == 0 { args.append(.init("file", .string(path))) }
+            if let until { args.append(.init("until", .int(until))) } else { args.append(.init("file", .string(path))) }
             if let devices { args.append(.init("devices", .array(devices.map { .string($0) }))) }
             let page = try await call("buffer.export", .object(args))
             let rows = page["rows"]?.arrayValue ?? []
+            until = page["until"]?.intValue ?? until
             var bytes: [UInt8] = []
             for r in rows { bytes += r.bytes + [0x0A] }
             try Files.writeAll(fd, bytes, path: path)
             count += rows.count
-            guard let next = page["next_after"]?.intValue, !rows.isEmpty else { break }
-            after = next
+            if let last = rows.last?["row"]?.intValue { after = last }
+            guard page["next_after"]?.intValue != nil, !rows.isEmpty else { break }
         }
         guard fsync(fd) == 0 else { throw ControlCLIError("fsync \(path): \(String(cString: strerror(errno)))") }
         return (count, after)

@@ -315,13 +315,20 @@ public struct ControlService: ControlHandler {
         return bufferJSON(stats, pending: pending)
     }
 
-    /// One page of stored messages (nothing is deleted). The CLI writes them to the file.
+    /// One page of stored messages (nothing is deleted). The CLI writes them to the file. The
+    /// first page (`after` 0) fixes `until`, the newest row at that moment, which the CLI passes
+    /// back: an export is a snapshot and does not chase messages stored while it runs (its own
+    /// audit event among them).
     func export(_ a: JSONValue, actor: AuditActor) async throws -> JSONValue {
         let after = try Self.int(a, "after", default: 0, range: 0...Int64.max)
         let limit = try Self.int(a, "limit", default: 500, range: 1...5000)
         let devices = a["devices"]?.arrayValue.map { Set($0.compactMap(\.stringValue)) }
-        let rows: [StoredMessage]
+        let until: Int64
+        if let u = a["until"]?.intValue { until = u } else { until = await buffer.maxRowID() }
+        var rows: [StoredMessage]
         do { rows = try await buffer.pending(after: after, limit: Int(limit), deviceIDs: devices) } catch { throw ControlError(.internalError, "\(error)") }
+        let complete = rows.count < Int(limit) || rows.contains { if case .message(let id) = $0.token { id > until } else { false } }
+        rows.removeAll { if case .message(let id) = $0.token { id > until } else { false } }
         if after == 0, let file = try Self.optionalText(a, "file") {
             try await record(.bufferExport, device: devices.map { $0.sorted().joined(separator: ",") }, before: nil, after: nil,
                              actor: actor, detail: "export to \(file) started")
@@ -331,7 +338,8 @@ public struct ControlService: ControlHandler {
             if case .message(let id) = r.token { lastRow = id }
             return Self.exportLine(r)
         }
-        return .obj(["rows": .array(lines), "next_after": lastRow.map { .int($0) } ?? .null])
+        return .obj(["rows": .array(lines), "until": .int(until),
+                     "next_after": complete ? .null : lastRow.map { .int($0) } ?? .null])
     }
 
     /// One line of a `buffer export` file: the stored message with its payload embedded as JSON

@@ -76,7 +76,14 @@ public final class ControlClient {
                      onPrompt: (ServerMessage.Prompt) throws -> JSONValue = { _ in .null }) throws -> JSONValue {
         let id = nextID
         nextID += 1
-        try sendLine(ClientMessage.request(id: id, cmd: cmd, args: args).line)
+        do {
+            try sendLine(ClientMessage.request(id: id, cmd: cmd, args: args).line)
+        } catch {
+            // The agent may have refused us at once (not permitted, too many clients) and closed:
+            // its error line is still readable.
+            if case .disconnected = error, let refusal = pendingRefusal() { throw ControlClientError.remote(refusal) }
+            throw error
+        }
         while true {
             let message = try ServerMessage.decodeOrThrow(try readLine())
             if message.id != id, message.id != nil { continue } // another request's line
@@ -89,6 +96,12 @@ public final class ControlClient {
                 try sendLine(ClientMessage.input(id: id, value: answer).line)
             }
         }
+    }
+
+    private func pendingRefusal() -> ControlError? {
+        guard let line = try? readLine(), let message = try? ServerMessage.decode(line),
+              case .failure(_, let e) = message else { return nil }
+        return e
     }
 
     /// Writes raw bytes (tests use it to send malformed lines).
