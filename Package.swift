@@ -160,7 +160,8 @@ let package = Package(
         .testTarget(name: "IoMTUplinkTests", dependencies: ["IoMTUplink", "IoMTTestSupport"]),
         .testTarget(
             name: "IoMTAgentTests",
-            dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators", "IoMTControl", "IoMTRegistry", "IoMTBuffer", "IoMTCore"],
+            dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators", "IoMTControl", "IoMTRegistry", "IoMTBuffer", "IoMTCore",
+                           "IoMTConfig", .product(name: "Logging", package: "swift-log")],
             resources: []
         ),
     ]

@@ -427,9 +427,15 @@ public struct ControlService: ControlHandler {
         let paired: PairedDevice
         do {
             paired = try await bluetooth.pair(address: address, patient: patient, profile: profile, passkey: prompt)
-        } catch let e as BluetoothControlError {
-            try? await record(.pair, device: id, before: nil, after: patient, actor: actor, outcome: "failed", detail: e.message)
-            throw ControlError(e.code, e.message)
+        } catch {
+            let failure: ControlError
+            switch error {
+            case let e as BluetoothControlError: failure = ControlError(e.code, e.message)
+            case let e as ControlError: failure = e
+            default: failure = ControlError(.pairingFailed, "pairing failed: \(error)")
+            }
+            try? await record(.pair, device: id, before: nil, after: patient, actor: actor, outcome: "failed", detail: failure.message)
+            throw failure
         }
         let now = clock.now()
         let entryID = RegisteredDevice.bleID(address: paired.address) ?? id

@@ -1,10 +1,13 @@
 import Foundation
 import IoMTBuffer
+import IoMTConfig
 import IoMTControl
 import IoMTCore
 import IoMTRegistry
 import IoMTTestSupport
+import Logging
 import Testing
+@testable import IoMTAgent
 
 // The control socket against a real daemon process (`iomt-agent run`) and a real mosquitto,
 // and the CLI as child processes. No mocks here (the Bluetooth mock is in-process, in
@@ -202,16 +205,12 @@ struct ControlSocketTests {
         // After delivery.
         try await broker.restart()
         #expect(await waitUntil(sub) { m in Set(readings(m).filter { $0.device == b.id }.map(\.sequence)) == [1, 2] })
-        // The delete follows the acknowledgement: retry briefly until the buffer is empty for b.
-        var result: JSONValue?
-        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
-        while result == nil, ContinuousClock.now < deadline {
-            do {
-                result = try await control(ctl.socket, "discharge", .obj(["device": .string(b.id)]))
-            } catch ControlClientError.remote(let e) where e.code == .refused {
-                try await Task.sleep(for: .milliseconds(200))
-            }
-        }
+        // The delete follows the acknowledgement: the status topic (every second) says when
+        // the buffer is empty.
+        #expect(await waitUntil(sub) { m in
+            m.contains { $0.topic == "iomt/ctl-d/status" && (try? JSONValue.parse($0.payload))?["buffer"]?["messages"]?.intValue == 0 }
+        })
+        let result: JSONValue? = try await control(ctl.socket, "discharge", .obj(["device": .string(b.id)]))
         let done = try #require(result, "discharge after delivery kept being refused")
         #expect(done["discharged"]?.arrayValue?.first?["bond"]?.stringValue?.contains("Bluetooth is not configured") == true)
         let events = try AuditLog(stateDir: setup.stateDir, gatewayID: "ctl-d").read().events
@@ -462,3 +461,138 @@ struct ControlSocketTests {
 
 /// A sub-directory path of `dir` (created by the agent).
 func TempDir2(_ dir: TempDir, _ name: String) -> String { dir.file(name) }
+
+// MARK: - scan and pair through the socket, with a mock Bluetooth host
+
+/// THE MOCK of these tests: a stand-in for the Bluetooth host (the lead plugs the real one in
+/// through `Agent(bluetooth:)`). Everything else here is real: the socket server, the service,
+/// the registry, the audit file and the buffer.
+final class MockBluetooth: BluetoothControl {
+    let forgotten = Watched<[String]>([])
+    var adapterDescription: String { get async { "mock hci0" } }
+
+    func scan(seconds: Int, report: @escaping @Sendable (ScanRow) async -> Void) async throws {
+        await report(ScanRow(address: "C0:FF:EE:00:00:01", addressType: "public", name: "Nonin3230", rssi: -60,
+                             services: ["0x1822"], profile: "pulse-oximeter"))
+        await report(ScanRow(address: "C0:FF:EE:00:00:02", addressType: "random", name: nil, rssi: -80, services: ["0x1810"],
+                             profile: "blood-pressure"))
+    }
+
+    func pair(address: String, patient: String, profile: String?, passkey: PasskeyPrompt) async throws -> PairedDevice {
+        if address.hasSuffix("99") { throw BluetoothControlError(.notFound, "no device \(address) answered within 30 s") }
+        guard try await passkey.ask(.enterPasskey) == .passkey(123456) else {
+            throw BluetoothControlError(.pairingFailed, "pairing rejected: wrong passkey")
+        }
+        return PairedDevice(address: address, addressType: "public", profile: profile ?? "pulse-oximeter", name: "Nonin 3230",
+                            manufacturer: "Nonin", model: "3230", serialNumber: "502", firmware: "1.0",
+                            firstReadingAt: SystemWallClock().now())
+    }
+
+    func forget(deviceID: String) async throws { forgotten.update { $0.append(deviceID) } }
+
+    func linkStates() async -> [String: LinkState] {
+        ["ble-c0ffee000001": LinkState(connected: true, rssi: -60, battery: 80, detail: "connected")]
+    }
+}
+
+@Suite(.timeLimit(.minutes(1)))
+struct ControlServiceBluetoothTests {
+    func serve(_ dir: TempDir, _ bluetooth: MockBluetooth) async throws -> (ControlServer, SQLiteBuffer, String) {
+        var logger = Logger(label: "control-test")
+        logger.logLevel = .critical
+        let buffer = try await SQLiteBuffer(path: dir.file("buffer.db"), maxBytes: 1 << 20, onFull: .reject, gatewayID: "mock",
+                                            gapTopic: "iomt/mock/status/gaps")
+        let config = AgentConfig(gateway: .init(id: "mock"), stateDir: dir.path,
+                                 broker: .init(endpoints: [try BrokerEndpoint(parsing: "mqtt://127.0.0.1:1")], gatewayID: "mock"))
+        let service = ControlService(
+            config: config, buffer: buffer, registry: try DeviceRegistry(stateDir: dir.path),
+            audit: AuditTrail(log: AuditLog(stateDir: dir.path, gatewayID: "mock"), buffer: buffer, topic: "iomt/mock/audit", logger: logger),
+            sources: [], live: nil, bluetooth: bluetooth, clock: SystemWallClock(), logger: logger)
+        let socket = dir.file("c.sock")
+        let server = ControlServer(path: socket, group: nil, handler: service, logger: logger)
+        try server.start()
+        return (server, buffer, socket)
+    }
+
+    @Test func scanStreamsRowsBeforeItsFinalResponse() async throws {
+        let dir = try TempDir()
+        let (server, buffer, socket) = try await serve(dir, MockBluetooth())
+        let (rows, result): ([ScanRow], JSONValue) = try await onThread {
+            let c = try ControlClient(path: socket, receiveTimeout: .seconds(10))
+            var rows: [ScanRow] = []
+            let r = try c.call("scan", args: .obj(["seconds": .int(2)]), onEvent: { rows.append(ScanRow(json: $0)) })
+            return (rows, r)
+        }
+        #expect(rows.map(\.address) == ["C0:FF:EE:00:00:01", "C0:FF:EE:00:00:02"])
+        #expect(rows.first?.profile == "pulse-oximeter" && rows.first?.rssi == -60)
+        #expect(result["seen"]?.intValue == 2)
+        await server.stop()
+        await buffer.close()
+    }
+
+    @Test func pairAsksForThePasskeyOverTheSocketBindsAuditsAndDischargeForgetsTheBond() async throws {
+        let dir = try TempDir()
+        let mock = MockBluetooth()
+        let (server, buffer, socket) = try await serve(dir, mock)
+        let (prompts, paired): ([ServerMessage.Prompt], JSONValue) = try await onThread {
+            let c = try ControlClient(path: socket, receiveTimeout: .seconds(10))
+            var prompts: [ServerMessage.Prompt] = []
+            let r = try c.call("pair", args: .obj(["address": .string("C0:FF:EE:00:00:01"), "patient": .string("P-7")]),
+                               onPrompt: { p in prompts.append(p); return .string("123456") })
+            return (prompts, r)
+        }
+        #expect(prompts.map(\.kind) == ["passkey"])
+        #expect(paired["id"]?.stringValue == "ble-c0ffee000001")
+        #expect(paired["serial_number"]?.stringValue == "502")
+        #expect(paired["first_reading_at"]?.stringValue != nil)
+        let registry = try DeviceRegistry(stateDir: dir.path)
+        #expect(registry.device(address: "C0:FF:EE:00:00:01")?.patientID == "P-7")
+
+        let devices = try await control(socket, "devices")
+        #expect(devices["devices"]?.arrayValue?.first?["battery"]?.intValue == 80)
+
+        let wrong = try await controlError(socket, "pair", .obj(["address": .string("C0:FF:EE:00:00:03"), "patient": .string("P-8"),
+                                                                  "passkey": .int(111111)]))
+        #expect(wrong.code == .pairingFailed && wrong.message.contains("wrong passkey"))
+        let missing = try await controlError(socket, "pair", .obj(["address": .string("C0:FF:EE:00:00:99"), "patient": .string("P-8"),
+                                                                    "passkey": .int(123456)]))
+        #expect(missing.code == .notFound)
+        let badAddress = try await controlError(socket, "pair", .obj(["address": .string("nonsense"), "patient": .string("P-8")]))
+        #expect(badAddress.code == .invalidArgument)
+
+        let discharged = try await control(socket, "discharge", .obj(["patient": .string("P-7")]))
+        #expect(discharged["discharged"]?.arrayValue?.first?["bond"]?.stringValue == "deleted")
+        #expect(mock.forgotten.value == ["ble-c0ffee000001"])
+        #expect(try DeviceRegistry(stateDir: dir.path).list().isEmpty)
+
+        let events = try AuditLog(stateDir: dir.path, gatewayID: "mock").read().events
+        #expect(events.map(\.action.rawValue) == ["pair", "pair", "pair", "discharge"])
+        #expect(events.map(\.outcome) == ["ok", "failed", "failed", "ok"])
+        #expect(events.first?.patientAfter == "P-7" && events.first?.actor.via == "socket")
+        // Each audit event is also queued for <prefix>/audit in the buffer.
+        let queued = try await buffer.pending(after: 0, limit: 10).filter { $0.message.topic == "iomt/mock/audit" }
+        #expect(queued.count == 4)
+        await server.stop()
+        await buffer.close()
+    }
+
+    @Test func aClientThatLeavesDuringAPromptCancelsIt() async throws {
+        let dir = try TempDir()
+        let (server, buffer, socket) = try await serve(dir, MockBluetooth())
+        try await onThread {
+            let c = try ControlClient(path: socket, receiveTimeout: .seconds(10))
+            try c.sendLine(ClientMessage.request(id: 1, cmd: "pair", args: .obj(["address": .string("C0:FF:EE:00:00:01"),
+                                                                                   "patient": .string("P-1")])).line)
+            _ = try c.readLine() // the stage event
+            _ = try c.readLine() // the prompt; then leave without answering
+        }
+        // Stopping the server waits for the running command: the prompt was cancelled by the
+        // disconnect, so the pairing failed and was audited.
+        await server.stop()
+        let events = try AuditLog(stateDir: dir.path, gatewayID: "mock").read().events
+        #expect(events.map(\.outcome) == ["failed"])
+        #expect(events.first?.detail?.contains("client") == true, "\(events)")
+        #expect(try DeviceRegistry(stateDir: dir.path).list().isEmpty, "nothing was bound")
+        await buffer.close()
+    }
+}
