@@ -96,6 +96,8 @@ public final class ControlServer: Sendable {
         var stopped = false
         var acceptDone: CheckedContinuation<Void, Never>?
         var acceptFinished = false
+        /// A descriptor kept in reserve for turning clients away when the process runs out.
+        var spareFD: Int32 = -1
     }
 
     public init(path: String, group: String?, handler: any ControlHandler, logger: Logger) {
@@ -158,9 +160,11 @@ public final class ControlServer: Sendable {
         }
         var st = stat()
         _ = stat(path, &st)
+        let spare = open("/dev/null", O_RDONLY | O_CLOEXEC)
         state.withLock {
             $0.listenFD = fd
             $0.inode = UInt64(st.st_ino)
+            $0.spareFD = spare
         }
         startThread { [self] in acceptLoop(fd) }
         return note
@@ -186,12 +190,16 @@ public final class ControlServer: Sendable {
             if fd < 0 {
                 if errno == EINTR || errno == ECONNABORTED { continue }
                 if errno == EMFILE || errno == ENFILE {
-                    logger.error("control socket: out of file descriptors; a client was not accepted")
-                    // The pending connection stays queued; refuse it rather than spin.
-                    let stop = state.withLock { $0.stopped }
-                    if stop { break }
-                    let spare = accept(listenFD, nil, nil)
+                    // Out of descriptors: give up the spare one to accept and close the waiting
+                    // client (it sees EOF), rather than spin on a connection that stays queued.
+                    logger.error("control socket: out of file descriptors; a client was turned away")
+                    let spare = state.withLock { s -> Int32 in defer { s.spareFD = -1 }; return s.spareFD }
                     if spare >= 0 { close(spare) }
+                    let turnedAway = accept(listenFD, nil, nil)
+                    if turnedAway >= 0 { close(turnedAway) }
+                    let again = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                    state.withLock { $0.spareFD = again }
+                    if spare < 0 && turnedAway < 0 { break } // nothing to give up: stop rather than spin
                     continue
                 }
                 break // shut down (EINVAL) or the socket is gone
@@ -202,6 +210,8 @@ public final class ControlServer: Sendable {
         close(listenFD)
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             s.acceptFinished = true
+            if s.spareFD >= 0 { close(s.spareFD) }
+            s.spareFD = -1
             defer { s.acceptDone = nil }
             return s.acceptDone
         }
@@ -384,6 +394,10 @@ final class ControlConnection: Sendable {
                     }
                 }
             }
+            // A client that was dropped (or a server that is stopping) cannot receive replies:
+            // its running commands (a long scan, a pairing) are cancelled. A client that only
+            // closed its sending side still gets its answers.
+            if isClosed { group.cancelAll() }
             await group.waitForAll()
         }
         closeNow()

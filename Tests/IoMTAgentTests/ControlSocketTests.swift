@@ -596,3 +596,37 @@ struct ControlServiceBluetoothTests {
         await buffer.close()
     }
 }
+
+@Suite struct ControlConfigTests {
+    let base = "gateway:\n  id: hub-1\nbroker:\n  url: mqtt://127.0.0.1:1883\n"
+
+    @Test func theControlSectionDefaultsToTheRunDirectoryAndGroupIomt() throws {
+        let c = try AgentConfig.parse(yaml: base, source: "t.yaml")
+        #expect(c.control.socket == "/run/iomt-agent/control.sock")
+        #expect(c.control.group == "iomt")
+        #expect(c.renderSummary().contains("control:\n  socket: /run/iomt-agent/control.sock\n  group: iomt"))
+    }
+
+    @Test func socketAndGroupAreRead() throws {
+        let c = try AgentConfig.parse(yaml: base + "control:\n  socket: /tmp/x/ctl.sock\n  group: nurses\n", source: "t.yaml")
+        #expect(c.control == AgentConfig.Control(socket: "/tmp/x/ctl.sock", group: "nurses"))
+    }
+
+    @Test func badValuesAreReportedWithLineAndKeyPath() {
+        do {
+            _ = try AgentConfig.parse(yaml: base + "control:\n  socket: run/ctl.sock\n  group: \"a b\"\n  sokcet: x\n", source: "t.yaml")
+            Issue.record("accepted")
+        } catch {
+            let text = error.description
+            #expect(text.contains("t.yaml:6: control.socket: must be an absolute path"), "\(text)")
+            #expect(text.contains("control.group"), "\(text)")
+            #expect(text.contains("control.sokcet"), "\(text)")
+        }
+        do {
+            _ = try AgentConfig.parse(yaml: base + "control:\n  socket: /" + String(repeating: "s", count: 120) + "\n", source: "t.yaml")
+            Issue.record("accepted a socket path longer than sun_path")
+        } catch {
+            #expect(error.description.contains("at most 107 bytes"))
+        }
+    }
+}
