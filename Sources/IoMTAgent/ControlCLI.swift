@@ -101,9 +101,11 @@ public final class ControlCLISession {
 public final class StandaloneControl: Sendable {
     let service: ControlService
     let buffer: SQLiteBuffer
+    let stateDir: String
 
     /// Throws `BufferError.busy` when a daemon holds the buffer.
     public init(config: AgentConfig, logger: Logger) async throws {
+        stateDir = config.stateDir
         try StateDirectory.prepare(config.stateDir)
         let topics = Topics(prefix: config.broker.topicPrefix)
         buffer = try await SQLiteBuffer(
@@ -119,5 +121,26 @@ public final class StandaloneControl: Sendable {
                                  logger: logger)
     }
 
-    public func close() async { await buffer.close() }
+    public func close() async {
+        await buffer.close()
+        StandaloneControl.restoreOwnership(of: stateDir)
+    }
+
+    /// When root works on a state directory that belongs to the agent's user, the files it
+    /// created (registry, audit log, SQLite's WAL and lock files) are given back to that user,
+    /// so the daemon can still write them.
+    static func restoreOwnership(of dir: String) {
+        var st = stat()
+        guard getuid() == 0, stat(dir, &st) == 0, st.st_uid != 0, let d = opendir(dir) else { return }
+        defer { closedir(d) }
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name != ".", name != ".." else { continue }
+            var f = stat()
+            let path = dir + "/" + name
+            if lstat(path, &f) == 0, f.st_uid != st.st_uid { _ = lchown(path, st.st_uid, st.st_gid) }
+        }
+    }
 }

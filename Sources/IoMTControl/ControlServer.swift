@@ -127,7 +127,7 @@ public final class ControlServer: Sendable {
         let tmp = dir + "/.ctl-\(getpid())"
         let bindPath = unixAddress(tmp) != nil ? tmp : path
         unlink(tmp)
-        let rc = withSockaddr(unixAddress(bindPath)!) { bind(fd, $0, $1) }
+        let rc = withSockaddr(unixAddress(bindPath) ?? addr) { bind(fd, $0, $1) }
         guard rc == 0 else {
             let e = errno
             close(fd)
@@ -166,7 +166,10 @@ public final class ControlServer: Sendable {
             $0.inode = UInt64(st.st_ino)
             $0.spareFD = spare
         }
-        startThread { [self] in acceptLoop(fd) }
+        guard startThread({ [self] in acceptLoop(fd) }) else {
+            close(fd); unlink(path)
+            throw .system(path: path, call: "pthread_create (accept thread)", errno: EAGAIN)
+        }
         return note
     }
 
@@ -245,7 +248,12 @@ public final class ControlServer: Sendable {
             return
         }
         logger.debug("control client connected", metadata: ["uid": "\(peer.uid)", "pid": "\(peer.pid)"])
-        let lines = connection.startReading()
+        guard let lines = connection.startReading() else {
+            logger.error("control socket: cannot start a reader thread; client turned away")
+            forget(key)
+            connection.closeNow()
+            return
+        }
         let handler = self.handler
         let task = Task { [weak self] in
             await connection.serve(lines: lines, handler: handler)
@@ -320,10 +328,10 @@ final class ControlConnection: Sendable {
 
     /// Starts the reader thread; lines (or over-long markers) arrive on the stream, which ends
     /// at EOF, on a read error, or when the client floods it.
-    func startReading() -> AsyncStream<LineFramer.Item> {
+    func startReading() -> AsyncStream<LineFramer.Item>? {
         let (stream, continuation) = AsyncStream.makeStream(of: LineFramer.Item.self,
                                                             bufferingPolicy: .bufferingOldest(ControlConnection.maxQueuedLines))
-        startThread { [self] in
+        let started = startThread { [self] in
             var framer = LineFramer(maxLength: ControlProtocol.maxRequestLineBytes)
             var chunk = [UInt8](repeating: 0, count: 16384)
             reading: while true {
@@ -343,7 +351,7 @@ final class ControlConnection: Sendable {
             state.withLock { $0.readerDone = true }
             continuation.finish()
         }
-        return stream
+        return started ? stream : nil
     }
 
     /// Serves the client's lines until it disconnects and its commands are done; then closes.

@@ -5,8 +5,9 @@ import Musl
 #endif
 
 /// Runs `body` on a new detached OS thread: for the blocking `accept` and `read` calls of the
-/// control socket, which must never block Swift's cooperative pool.
-func startThread(_ body: @escaping @Sendable () -> Void) {
+/// control socket, which must never block Swift's cooperative pool. False if no thread could
+/// be created (then `body` does not run).
+func startThread(_ body: @escaping @Sendable () -> Void) -> Bool {
     final class Box: Sendable {
         let body: @Sendable () -> Void
         init(_ b: @escaping @Sendable () -> Void) { body = b }
@@ -18,12 +19,12 @@ func startThread(_ body: @escaping @Sendable () -> Void) {
         Unmanaged<Box>.fromOpaque(ctx).takeRetainedValue().body()
         return nil
     }, ctx)
-    if rc == 0 {
-        pthread_detach(tid)
-    } else {
-        // No thread: run it inline rather than lose it (only under resource exhaustion).
-        Unmanaged<Box>.fromOpaque(ctx).takeRetainedValue().body()
+    guard rc == 0 else {
+        Unmanaged<Box>.fromOpaque(ctx).release()
+        return false
     }
+    pthread_detach(tid)
+    return true
 }
 
 /// A `sockaddr_un` for `path`, or nil when the path does not fit `sun_path` (108 bytes on Linux).

@@ -436,6 +436,29 @@ struct ControlSocketTests {
         #expect(scan.status == 1 && scan.output.contains("Bluetooth is not configured"))
     }
 
+    @Test func rootWorkingAloneLeavesTheStateDirectoryToItsOwner() async throws {
+        guard getuid() == 0 else {
+            print("skipped: needs root to own files as another user")
+            return
+        }
+        let dir = try TempDir()
+        var setup = AgentSetup(gateway: "ctl-o", stateDir: dir.file("state"), brokerURL: "mqtt://127.0.0.1:1")
+        setup.simulators = [Sim(id: "ox-1", patient: "P-1", rate: 1)]
+        try FileManager.default.createDirectory(atPath: setup.stateDir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        chown(setup.stateDir, 65534, 65534) // as systemd's StateDirectory= would for User=iomt
+        let ctl = ControlAgent(dir: dir, setup: setup)
+        try ctl.writeConfig()
+        let r = try ctl.cli(["assign", "ox-1", "--patient", "P-2"])
+        #expect(r.status == 0, "\(r.output)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: setup.stateDir)
+        #expect(names.contains("registry.json") && names.contains("audit.jsonl") && names.contains("buffer.db"))
+        for name in names {
+            var st = stat()
+            #expect(lstat(setup.stateDir + "/" + name, &st) == 0 && st.st_uid == 65534, "\(name) is not owned by the state directory's owner")
+        }
+    }
+
     @Test func simulateReadingsPrintsValidNormalizedReadings() throws {
         let dir = try TempDir()
         let r = try ChildProcess.run([agentBinary, "simulate", "readings", "--profile", "pulse-oximeter", "--count", "3"])
