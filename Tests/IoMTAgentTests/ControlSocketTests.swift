@@ -653,3 +653,46 @@ struct ControlServiceBluetoothTests {
         }
     }
 }
+
+@Suite struct BufferSupportQueryTests {
+    func message(_ device: String?, _ seq: UInt64?, kind: MessageKind = .reading, topic: String = "t") -> OutgoingMessage {
+        var ids = ReadingIDGenerator()
+        return OutgoingMessage(id: ids.next(at: SystemWallClock().now()), kind: kind, topic: topic, payload: Array("{}".utf8),
+                               deviceID: device, sequence: seq, createdAt: SystemWallClock().now())
+    }
+
+    @Test func pendingPagesByRowAndFiltersByDeviceWithoutLeasing() async throws {
+        let dir = try TempDir()
+        let b = try await SQLiteBuffer(path: dir.file("b.db"), maxBytes: 1 << 20, onFull: .reject, gatewayID: "g", gapTopic: "gaps")
+        _ = try await b.append([message("a", 1), message("b", 1), message("a", 2), message(nil, nil, kind: .event, topic: "audit")])
+        #expect(try await b.pendingReadingCounts() == ["a": 2, "b": 1])
+        let page1 = try await b.pending(after: 0, limit: 2)
+        #expect(page1.map(\.token) == [.message(1), .message(2)])
+        let page2 = try await b.pending(after: 2, limit: 10)
+        #expect(page2.map(\.token) == [.message(3), .message(4)])
+        #expect(try await b.pending(after: 0, limit: 10, deviceIDs: ["a"]).map(\.message.sequence) == [1, 2])
+        #expect(try await b.lease(limit: 10).count == 4, "pending leased nothing")
+        await b.close()
+    }
+
+    @Test func purgeRecordsLossesKeepsInFlightRowsAndNonReadings() async throws {
+        let dir = try TempDir()
+        let b = try await SQLiteBuffer(path: dir.file("b.db"), maxBytes: 1 << 20, onFull: .reject, gatewayID: "g", gapTopic: "gaps")
+        _ = try await b.append([message("a", 1), message("a", 2), message("a", 3), message(nil, nil, kind: .event, topic: "audit")])
+        let inFlight = try await b.lease(limit: 1) // row 1
+        let outcome = try await b.purgeReadings(reason: .purgedByOperator)
+        #expect(outcome.purged == 2 && outcome.leftInFlight == 1)
+        #expect(outcome.losses.map(\.sequence) == [2, 3])
+        let stats = try await b.stats()
+        #expect(stats.messageCount == 2) // the in-flight reading and the audit event
+        #expect(stats.lostByDevice == ["a": 2])
+        #expect(stats.gapRowsPending == 1)
+        try await b.ack(inFlight.map(\.token))
+        let next = try await b.lease(limit: 10)
+        let gap = try #require(next.first { $0.message.kind == .gap })
+        let g = try JSONValue.parse(gap.message.payload)
+        #expect(g["first_sequence"]?.intValue == 2 && g["last_sequence"]?.intValue == 3 && g["reason"]?.stringValue == "purged-by-operator")
+        #expect(next.contains { $0.message.topic == "audit" })
+        await b.close()
+    }
+}
