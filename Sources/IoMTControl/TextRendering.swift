@@ -78,6 +78,19 @@ public enum TextRendering {
     }
 
     public static let scanHeaders = ["ADDRESS", "TYPE", "NAME", "RSSI", "SERVICES", "PROFILE", "PAIRED"]
+    static let scanWidths = [17, 6, 20, 5, 24, 16, 6]
+
+    /// One line of the live scan table, fixed column widths so rows printed as they arrive line
+    /// up under the header (long cells are cut with `…`).
+    public static func scanLine(_ cells: [String]) -> String {
+        var out = ""
+        for (i, c) in cells.enumerated() {
+            let w = i < scanWidths.count ? scanWidths[i] : c.count
+            let cell = c.count > w ? String(c.prefix(w - 1)) + "…" : c
+            out += i == cells.count - 1 ? cell : cell + String(repeating: " ", count: w - cell.count + 2)
+        }
+        return out
+    }
 
     public static func scanCells(_ row: ScanRow) -> [String] {
         [row.address, row.addressType, row.name ?? "-", row.rssi.map(String.init) ?? "-",

@@ -210,11 +210,12 @@ struct Scan: AsyncParsableCommand {
 
     func run() async throws {
         try await withSession(options, standalone: false) { s in
-            if !json { printFlushed(TextRendering.table(TextRendering.scanHeaders, [])) }
+            var headerShown = false
             let r = try await s.call("scan", .obj(["seconds": .int(Int64(seconds))]), onEvent: { e in
                 if json { printFlushed(e.text) } else {
-                    printFlushed(TextRendering.table(TextRendering.scanHeaders, [TextRendering.scanCells(ScanRow(json: e))])
-                        .split(separator: "\n").last.map(String.init) ?? "")
+                    if !headerShown { printFlushed(TextRendering.scanLine(TextRendering.scanHeaders)) }
+                    headerShown = true
+                    printFlushed(TextRendering.scanLine(TextRendering.scanCells(ScanRow(json: e))))
                 }
             })
             if !json { printFlushed("\(r["seen"]?.intValue ?? 0) advertisement(s)") }

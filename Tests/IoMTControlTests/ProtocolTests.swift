@@ -115,6 +115,23 @@ import Testing
         #expect(t == "A     BB\nlong  x\ns     yy")
     }
 
+    @Test func liveScanRowsLineUpUnderTheHeaderAndLongCellsAreCut() {
+        let header = TextRendering.scanLine(TextRendering.scanHeaders)
+        let row = TextRendering.scanLine(TextRendering.scanCells(ScanRow(
+            address: "C0:FF:EE:00:00:01", addressType: "random", name: "A very long advertised device name", rssi: -61,
+            services: ["0x1822"], profile: "pulse-oximeter", paired: true)))
+        func column(_ line: String, _ text: String) -> Int? {
+            let chars = Array(line)
+            let needle = Array(text)
+            return (0...(chars.count - needle.count)).first { Array(chars[$0..<$0 + needle.count]) == needle }
+        }
+        #expect(column(header, "RSSI") != nil)
+        #expect(column(header, "RSSI") == column(row, "-61"))
+        #expect(column(header, "PAIRED") == column(row, "yes"))
+        #expect(row.contains("A very long adverti…"))
+        #expect(row.hasSuffix("yes"))
+    }
+
     @Test func devicesWithNoneSaysHowToPair() {
         #expect(TextRendering.devices(.obj(["devices": .array([])])).contains("iomt-agent pair"))
     }
