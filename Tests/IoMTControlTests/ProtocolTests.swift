@@ -1,6 +1,10 @@
-import IoMTControl
+@testable import IoMTControl
 import IoMTRegistry
+import Logging
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct ControlProtocolCodecTests {
     func decode(_ s: String) -> Result<ClientMessage, ClientMessage.DecodeFailure> {
@@ -134,5 +138,29 @@ import Testing
 
     @Test func devicesWithNoneSaysHowToPair() {
         #expect(TextRendering.devices(.obj(["devices": .array([])])).contains("iomt-agent pair"))
+    }
+}
+
+struct NoHandler: ControlHandler {
+    func handle(_ request: ControlRequest, session: ControlSession) async throws -> JSONValue { .null }
+}
+
+@Suite struct PeerAuthorizationTests {
+    let logger = Logger(label: "t")
+
+    @Test func rootTheAgentsUserAndMembersOfTheGroupAreAllowedOthersNot() {
+        // Group "root" (gid 0) exists on every Linux system.
+        let server = ControlServer(path: "/tmp/unused.sock", group: "root", handler: NoHandler(), logger: logger)
+        let nobodyPid: Int32 = 0x7FFF_FFF0 // no such process: no supplementary groups readable
+        #expect(server.isAllowed(PeerCredentials(pid: nobodyPid, uid: 0, gid: 65534)))
+        #expect(server.isAllowed(PeerCredentials(pid: nobodyPid, uid: geteuid(), gid: 65534)))
+        #expect(server.isAllowed(PeerCredentials(pid: nobodyPid, uid: 65534, gid: 0)), "primary group")
+        #expect(!server.isAllowed(PeerCredentials(pid: nobodyPid, uid: 65534, gid: 65534)))
+    }
+
+    @Test func withoutTheGroupOnlyRootAndTheAgentsUser() {
+        let server = ControlServer(path: "/tmp/unused.sock", group: "no-such-group-iomt-test", handler: NoHandler(), logger: logger)
+        #expect(server.isAllowed(PeerCredentials(pid: 1, uid: 0, gid: 0)))
+        #expect(!server.isAllowed(PeerCredentials(pid: 1, uid: 65534, gid: 0)))
     }
 }
