@@ -112,7 +112,7 @@ let package = Package(
             name: "IoMTAgent",
             dependencies: [
                 "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources", "IoMTSerialPort", "IoMTFHIR",
-                "IoMTBluetooth", "IoMTHCI", "IoMTHCITransport",
+                "IoMTBluetooth", "IoMTHCI", "IoMTHCITransport", "IoMTRegistry", "IoMTControl", "IoMTSerialSimulators",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -135,6 +135,9 @@ let package = Package(
             dependencies: [
                 "IoMTAgent",
                 "IoMTBench",
+                "IoMTControl",
+                "IoMTRegistry",
+                "IoMTConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -155,7 +158,8 @@ let package = Package(
         .testTarget(name: "IoMTSMPTests", dependencies: ["IoMTSMP", "IoMTHCI"]),
         .testTarget(name: "IoMTBluetoothTests", dependencies: ["IoMTBluetooth", "IoMTTestSupport"]),
         .testTarget(name: "IoMTRegistryTests", dependencies: ["IoMTRegistry", "IoMTTestSupport"]),
-        .testTarget(name: "IoMTControlTests", dependencies: ["IoMTControl", "IoMTRegistry", "IoMTTestSupport"]),
+        .testTarget(name: "IoMTControlTests", dependencies: ["IoMTControl", "IoMTRegistry", "IoMTTestSupport",
+                                                             .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "IoMTHealthProfilesTests", dependencies: ["IoMTHealthProfiles"]),
         .testTarget(name: "IoMTFHIRTests", dependencies: ["IoMTFHIR", "IoMTHealthProfiles", "IoMTTestSupport"]),
         .testTarget(name: "IoMTBufferTests", dependencies: ["IoMTBuffer", "IoMTTestSupport"]),
@@ -163,7 +167,8 @@ let package = Package(
         .testTarget(name: "IoMTDeployTests", dependencies: ["IoMTTestSupport"]),
         .testTarget(
             name: "IoMTAgentTests",
-            dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators"],
+            dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators", "IoMTControl", "IoMTRegistry", "IoMTBuffer", "IoMTCore",
+                           "IoMTConfig", .product(name: "Logging", package: "swift-log")],
             resources: []
         ),
     ]

@@ -1,7 +1,10 @@
+import IoMTBluetooth
 import IoMTBuffer
 import IoMTConfig
+import IoMTControl
 import IoMTCore
 import IoMTFHIR
+import IoMTRegistry
 import IoMTSources
 import IoMTUplink
 import Logging
@@ -33,13 +36,17 @@ public struct Agent: Service {
     let options: Options
     let logger: Logger
     let clock: any WallClock
+    /// The Bluetooth host behind `scan`, `pair` and bond deletion on `discharge`; nil answers
+    /// those with "Bluetooth is not configured".
+    let bluetooth: (any BluetoothControl)?
 
     public init(config: AgentConfig, options: Options = Options(), logger: Logger,
-                clock: any WallClock = SystemWallClock()) {
+                clock: any WallClock = SystemWallClock(), bluetooth: (any BluetoothControl)? = nil) {
         self.config = config
         self.options = options
         self.logger = logger
         self.clock = clock
+        self.bluetooth = bluetooth
     }
 
     public var topics: Topics { Topics(prefix: config.broker.topicPrefix) }
@@ -64,9 +71,18 @@ public struct Agent: Service {
         }
         let sequences = try await buffer.loadSequences()
 
+        let registry: DeviceRegistry
+        do {
+            registry = try DeviceRegistry(stateDir: config.stateDir, clock: clock)
+        } catch {
+            throw AgentError("cannot open the device registry: \(error)")
+        }
         var sources = makeSources(cursors: (try? await buffer.loadCursors()) ?? [:])
-        let bluetooth = try makeBluetoothSource(config: config, clock: clock, logger: logger)
-        if let bluetooth { sources.append(bluetooth) }
+        // Bluetooth: the configured wearables plus those paired from the CLI (the registry).
+        let bluetoothSource = try makeBluetoothSource(config: config, registry: registry, clock: clock, logger: logger)
+        if let bluetoothSource { sources.append(bluetoothSource) }
+        let bluetooth: (any BluetoothControl)? = self.bluetooth
+            ?? bluetoothSource.map { AgentBluetoothControl(source: $0, registry: registry) }
         let status = StatusReporter(gatewayID: config.gateway.id, version: Agent.version, startedAt: startedAt,
                                     sources: sources, clock: clock)
         let client: MQTTClient
@@ -93,6 +109,30 @@ public struct Agent: Service {
                             format: config.output.format == .fhir ? .fhir(FHIROptions()) : .json),
             clock: clock, logger: logger, initialSequences: sequences,
             onCommitted: { doorbell.ring() })
+
+        // Issue 7: the registry binds devices to patients, the audit trail records every change,
+        // and the control socket serves the CLI.
+        let audit = AuditTrail(log: AuditLog(stateDir: config.stateDir, gatewayID: config.gateway.id, clock: clock),
+                               buffer: buffer, topic: topics.audit, logger: logger, onStored: { doorbell.ring() })
+        if let problem = registry.recoveredFromCorruption {
+            logger.error("\(problem)")
+            try? await audit.record(audit.log.event(.registryRecovered, deviceID: nil, patientBefore: nil, patientAfter: nil,
+                                                    actor: .local(via: "agent"), outcome: "failed", detail: problem.description))
+        }
+        let sink = PatientBindingSink(next: ingestor, registry: registry)
+        let control = ControlServer(
+            path: config.control.socket, group: config.control.group,
+            handler: ControlService(config: config, buffer: buffer, registry: registry, audit: audit, sources: sources,
+                                    live: .init(status: status, ingestor: ingestor, forwarder: forwarder),
+                                    bluetooth: bluetooth, clock: clock, logger: logger),
+            logger: logger)
+        do {
+            if let note = try control.start() { logger.warning("\(note)") }
+            logger.info("control socket listening", metadata: ["path": "\(config.control.socket)"])
+        } catch {
+            // Readings keep flowing without it; only the CLI cannot reach this agent.
+            logger.error("control socket not started; the CLI cannot reach this agent", metadata: ["error": "\(error)"])
+        }
 
         let buffered = (try? await buffer.stats().messageCount) ?? 0
         logger.info("agent starting", metadata: [
@@ -134,7 +174,7 @@ public struct Agent: Service {
             await withTaskGroup(of: Void.self) { group in
                 for source in sources {
                     group.addTask {
-                        do { try await source.run(into: ingestor) } catch is CancellationError {
+                        do { try await source.run(into: sink) } catch is CancellationError {
                         } catch {
                             logger.error("source stopped", metadata: ["source": "\(source.sourceID)", "error": "\(error)"])
                         }
@@ -157,6 +197,7 @@ public struct Agent: Service {
 
         logger.info("agent stopping")
         notifier.notify("STOPPING=1")
+        await control.stop()
         sourcesTask.cancel()
         await sourcesTask.value
         commits.cancel()

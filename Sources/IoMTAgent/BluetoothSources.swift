@@ -1,13 +1,18 @@
 import IoMTBluetooth
 import IoMTConfig
+import IoMTControl
 import IoMTCore
 import IoMTHCI
 import IoMTHCITransport
+import IoMTRegistry
+import IoMTSMP
 import Logging
 
-/// The `bluetooth:` section as one reading source (issue 5), or nil without the section.
-/// A bad adapter string is a configuration error, reported before anything starts.
-public func makeBluetoothSource(config: AgentConfig, clock: any WallClock, logger: Logger) throws(AgentError) -> BluetoothSource? {
+/// The `bluetooth:` section as one reading source (issue 5), or nil without the section. Its
+/// allow-list: the devices configured there plus the Bluetooth devices of the registry (paired
+/// from the CLI). A bad adapter string is a configuration error, reported before anything starts.
+public func makeBluetoothSource(config: AgentConfig, registry: DeviceRegistry?, clock: any WallClock,
+                                logger: Logger) throws(AgentError) -> BluetoothSource? {
     guard let b = config.bluetooth else { return nil }
     let spec: HCITransportSpec
     do {
@@ -25,5 +30,90 @@ public func makeBluetoothSource(config: AgentConfig, clock: any WallClock, logge
         devices.append(BLEDevice(id: d.id, address: LEAddress(address, type: d.addressType == .public ? .publicDevice : .randomDevice),
                                  profile: d.profile.rawValue, patientID: d.patient))
     }
+    let configured = Set(devices.map(\.id))
+    for entry in registry.map(registeredBLEDevices) ?? [] where !configured.contains(entry.id) {
+        devices.append(entry)
+    }
     return BluetoothSource(options: options, devices: devices, clock: clock, logger: logger)
+}
+
+/// The registry's Bluetooth devices as allow-list entries.
+func registeredBLEDevices(_ registry: DeviceRegistry) -> [BLEDevice] {
+    registry.list().compactMap { e in
+        guard e.transport == "ble", let text = e.address, let address = BDAddress(text) else { return nil }
+        let type: AddressType = e.addressType == "public" ? .publicDevice : .randomDevice
+        return BLEDevice(id: e.id, address: LEAddress(address, type: type), profile: e.profile, patientID: e.patientID)
+    }
+}
+
+/// The control socket's `scan`, `pair` and bond deletion over the running Bluetooth service.
+struct AgentBluetoothControl: BluetoothControl {
+    let source: BluetoothSource
+    let registry: DeviceRegistry
+    /// How long `pair` waits for the first reading before it answers without one.
+    var firstReadingTimeout: Duration = .seconds(30)
+
+    var adapterDescription: String { get async { "\(source.options.transport)" } }
+
+    func scan(seconds: Int, report: @escaping @Sendable (IoMTControl.ScanRow) async -> Void) async throws {
+        let service = await source.service()
+        try await service.scan(seconds: seconds) { s in
+            await report(IoMTControl.ScanRow(
+                address: s.address.address.description, addressType: s.address.type.isRandom ? "random" : "public",
+                name: s.name, rssi: s.rssi.map { Int($0) }, services: s.services.map(\.description),
+                profile: s.profile, paired: s.paired))
+        }
+    }
+
+    func pair(address text: String, patient: String, profile: String?, passkey: PasskeyPrompt) async throws -> IoMTControl.PairedDevice {
+        guard let address = BDAddress(text) else { throw BluetoothControlError(.invalidArgument, "not a Bluetooth address: \(text)") }
+        let service = await source.service()
+        // Ask for MITM-capable methods: the person at the terminal can type or compare digits.
+        let delegate = PairingDelegate(
+            ioCapability: .keyboardDisplay,
+            passkey: { (try? await passkey.ask(.enterPasskey)).flatMap { if case .passkey(let n) = $0 { n } else { nil } } },
+            display: { n in _ = try? await passkey.ask(.displayPasskey(n)) },
+            confirm: { n in
+                if case .confirmed(let ok)? = try? await passkey.ask(.confirmNumber(n)) { return ok }
+                return false
+            })
+        let outcome: PairingOutcome
+        do {
+            outcome = try await service.pair(address: address, profile: profile, delegate: delegate)
+        } catch let e as BluetoothError {
+            throw BluetoothControlError(e.kind == .notFound ? .notFound : .pairingFailed, e.description)
+        }
+        let id = BLEDevice.defaultID(outcome.identity.address)
+        await service.addDevice(BLEDevice(id: id, address: outcome.identity, profile: outcome.profile, patientID: patient))
+        let first = await service.firstReading(of: id, timeout: firstReadingTimeout)
+        return IoMTControl.PairedDevice(
+            address: outcome.identity.address.description, addressType: outcome.identity.type.isRandom ? "random" : "public",
+            profile: outcome.profile, name: outcome.name, manufacturer: outcome.identityInfo.manufacturer,
+            model: outcome.identityInfo.model, serialNumber: outcome.identityInfo.serialNumber,
+            firmware: outcome.identityInfo.firmwareRevision, firstReadingAt: first)
+    }
+
+    func forget(deviceID: String) async throws {
+        let service = await source.service()
+        await service.removeDevice(id: deviceID)
+        if let text = registry.device(id: deviceID)?.address ?? deviceAddress(deviceID), let address = BDAddress(text) {
+            try await service.forget(address: address)
+        }
+    }
+
+    func linkStates() async -> [String: LinkState] {
+        var out: [String: LinkState] = [:]
+        for s in source.sourceStatuses {
+            out[s.deviceID] = LinkState(connected: s.connected, detail: s.detail)
+        }
+        return out
+    }
+
+    /// `ble-f0f1f2f3f401` → `F0:F1:F2:F3:F4:01` (the registry entry is already gone on discharge).
+    private func deviceAddress(_ id: String) -> String? {
+        guard id.hasPrefix("ble-") else { return nil }
+        let hex = Array(id.dropFirst(4).uppercased())
+        guard hex.count == 12 else { return nil }
+        return stride(from: 0, to: 12, by: 2).map { String(hex[$0..<($0 + 2)]) }.joined(separator: ":")
+    }
 }

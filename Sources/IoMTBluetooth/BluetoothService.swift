@@ -42,7 +42,7 @@ public struct BluetoothServiceOptions: Sendable {
 }
 
 /// A row of the live scan table.
-public struct ScanRow: Sendable, Hashable {
+public struct ScanSighting: Sendable, Hashable {
     public var address: LEAddress
     public var name: String?
     public var rssi: Int8?
@@ -53,8 +53,10 @@ public struct ScanRow: Sendable, Hashable {
 }
 
 /// What pairing produced, for the registry.
-public struct PairedDevice: Sendable, Hashable {
+public struct PairingOutcome: Sendable, Hashable {
     public var identity: LEAddress
+    /// The advertised local name.
+    public var name: String?
     public var profile: String
     public var identityInfo: DeviceIdentity
     public var secureConnections: Bool
@@ -62,8 +64,10 @@ public struct PairedDevice: Sendable, Hashable {
 }
 
 public struct BluetoothError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable { case notFound, failed, unavailable }
+    public var kind: Kind
     public var description: String
-    public init(_ d: String) { description = d }
+    public init(_ d: String, kind: Kind = .failed) { description = d; self.kind = kind }
 }
 
 /// The Bluetooth side of the agent: owns the controller through a `BluetoothHost`, keeps one
@@ -90,6 +94,8 @@ public actor BluetoothService {
     /// Device information read on the first connection of each device (serial number etc.).
     private var identities: [String: DeviceIdentity] = [:]
     public private(set) var decodeErrors = 0
+    private var lastReadingAt: [String: Timestamp] = [:]
+    private var readingWaiters: [(id: Int, device: String, continuation: CheckedContinuation<Timestamp?, Never>)] = []
 
     let board: StatusBoard
 
@@ -364,7 +370,42 @@ public actor BluetoothService {
                               serialNumber: identities[device.id]?.serialNumber),
             patientID: device.patientID, measuredAt: measured, receivedAt: received, timeQuality: quality,
             observations: decoded.observations)
-        _ = await sink.submit(reading)
+        if case .accepted = await sink.submit(reading) {
+            lastReadingAt[device.id] = received
+            let waiting = readingWaiters.filter { $0.device == device.id }
+            readingWaiters.removeAll { $0.device == device.id }
+            for w in waiting { w.continuation.resume(returning: received) }
+        }
+    }
+
+    /// The time of the first reading accepted from `deviceID` from now on, or nil after `timeout`
+    /// (`pair` confirms with it that readings flow).
+    public func firstReading(of deviceID: String, timeout: Duration) async -> Timestamp? {
+        let id = nextWaiterID
+        nextWaiterID += 1
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            self.expireReadingWaiter(id)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { c in readingWaiters.append((id, deviceID, c)) }
+    }
+
+    private func expireReadingWaiter(_ id: Int) {
+        guard let i = readingWaiters.firstIndex(where: { $0.id == id }) else { return }
+        readingWaiters.remove(at: i).continuation.resume(returning: nil)
+    }
+
+    /// Adds (or replaces) one device of the allow-list.
+    public func addDevice(_ device: BLEDevice) {
+        var list = Array(devices.values.filter { $0.id != device.id })
+        list.append(device)
+        setDevices(list)
+    }
+
+    /// Removes one device from the allow-list; its session ends.
+    public func removeDevice(id: String) {
+        setDevices(devices.values.filter { $0.id != id })
     }
 
     // MARK: - Status, scan, pair, forget
@@ -403,11 +444,11 @@ public actor BluetoothService {
 
     private func expireHostWaiter(_ id: Int) {
         guard let i = hostWaiters.firstIndex(where: { $0.0 == id }) else { return }
-        hostWaiters.remove(at: i).1.resume(throwing: BluetoothError("the Bluetooth controller is not available (see the agent's log)"))
+        hostWaiters.remove(at: i).1.resume(throwing: BluetoothError("the Bluetooth controller is not available (see the agent's log)", kind: .unavailable))
     }
 
     /// Scans for `seconds`, reporting each device once per advertisement (the caller aggregates).
-    public func scan(seconds: Int, report: @escaping @Sendable (ScanRow) async -> Void) async throws {
+    public func scan(seconds: Int, report: @escaping @Sendable (ScanSighting) async -> Void) async throws {
         let h = try await currentHost()
         let adverts = await h.advertisements()
         let known = Set((try? bonds.loadAll())?.map(\.identity.address) ?? []).union(devices.values.map(\.address.address))
@@ -419,7 +460,7 @@ public actor BluetoothService {
                 for await ad in adverts {
                     if hostNow() >= deadline { break }
                     let services = ad.data.serviceUUIDs
-                    await report(ScanRow(address: ad.address, name: ad.data.localName, rssi: ad.rssi, services: services,
+                    await report(ScanSighting(address: ad.address, name: ad.data.localName, rssi: ad.rssi, services: services,
                                          profile: BLEProfile.serving(services)?.name, paired: known.contains(ad.address.address)))
                 }
             }
@@ -431,7 +472,7 @@ public actor BluetoothService {
     /// Connects to `address`, pairs and bonds, reads Device Information, stores the bond.
     /// The caller binds the device to the patient (registry) and then calls `setDevices`.
     public func pair(address: BDAddress, profile requested: String?, delegate: PairingDelegate,
-                     timeoutSeconds: Int = 30) async throws -> PairedDevice {
+                     timeoutSeconds: Int = 30) async throws -> PairingOutcome {
         let h = try await currentHost()
         pairing.insert(address)
         defer { pairing.remove(address) }
@@ -448,7 +489,7 @@ public actor BluetoothService {
         found = await search.value
         timeout.cancel()
         guard let ad = found, hostNow() <= deadline else {
-            throw BluetoothError("\(address) was not found: is it advertising (pairing mode) and in range?")
+            throw BluetoothError("\(address) was not found: is it advertising (pairing mode) and in range?", kind: .notFound)
         }
         let profileName = requested ?? BLEProfile.serving(ad.data.serviceUUIDs)?.name
         guard let profileName, BLEProfile.named(profileName) != nil else {
@@ -469,7 +510,7 @@ public actor BluetoothService {
             }
             await link.disconnect()
             logger.info("paired", metadata: ["peer": "\(identity)", "secure_connections": "\(result.secureConnections)"])
-            return PairedDevice(identity: identity, profile: profileName, identityInfo: info,
+            return PairingOutcome(identity: identity, name: ad.data.localName, profile: profileName, identityInfo: info,
                                 secureConnections: result.secureConnections, authenticated: result.authenticated)
         } catch {
             await link.disconnect()

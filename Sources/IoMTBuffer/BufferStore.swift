@@ -752,6 +752,87 @@ final class BufferStore {
         return stat(p, &st) == 0 ? Int64(st.st_size) : 0
     }
 
+    // MARK: support queries (control socket)
+
+    /// Stored readings (not yet acknowledged, leased or not) per device.
+    func pendingReadingCounts() throws(BufferError) -> [String: Int] {
+        try ensureOpen()
+        return try conn.with("SELECT device_id, count(*) FROM messages WHERE kind = \(MessageKind.reading.rawValue) AND device_id IS NOT NULL GROUP BY device_id") { s throws(BufferError) -> [String: Int] in
+            var out: [String: Int] = [:]
+            while try s.step() {
+                if let d = s.text(0) { out[d] = Int(s.int64(1)) }
+            }
+            return out
+        }
+    }
+
+    /// Up to `limit` stored message rows with a row id above `after`, in row order, optionally
+    /// only readings of `deviceIDs`. Nothing is leased or changed (for export).
+    func pending(after: Int64, limit: Int, deviceIDs: Set<String>?) throws(BufferError) -> [StoredMessage] {
+        try ensureOpen()
+        guard limit > 0 else { return [] }
+        var out: [StoredMessage] = []
+        let filter = deviceIDs == nil ? "" : " AND kind = \(MessageKind.reading.rawValue) AND device_id IS NOT NULL"
+        try conn.with("SELECT \(messageColumns) FROM messages WHERE row_id > ?1\(filter) ORDER BY row_id") { s throws(BufferError) in
+            try s.bind(1, after)
+            while out.count < limit, try s.step() {
+                let device = s.text(5)
+                if let deviceIDs, !deviceIDs.contains(device ?? "") { continue }
+                let rowID = s.int64(0)
+                out.append(StoredMessage(token: .message(rowID), message: OutgoingMessage(
+                    id: ReadingID(high: UInt64(bitPattern: s.int64(1)), low: UInt64(bitPattern: s.int64(2))),
+                    kind: MessageKind(rawValue: UInt8(truncatingIfNeeded: s.int64(3))),
+                    topic: s.text(9) ?? "", payload: s.blob(10), deviceID: device,
+                    sequence: s.optionalInt64(6).map { UInt64(bitPattern: $0) },
+                    priority: UInt8(truncatingIfNeeded: s.int64(4)),
+                    createdAt: Timestamp(millisecondsSinceEpoch: s.int64(7))), isBacklog: false))
+            }
+        }
+        return out
+    }
+
+    /// Deletes every stored reading that is not in flight (optionally only of `deviceIDs`) and
+    /// records each as lost with `reason`, in one transaction: gap records follow. Other
+    /// messages (audit events, alerts) and gap records are kept.
+    func purgeReadings(deviceIDs: Set<String>?, reason: LossReason) throws(BufferError) -> PurgeOutcome {
+        try ensureOpen()
+        try requireFullSync()
+        let saved = acct
+        let now = config.clock.now()
+        do throws(BufferError) {
+            return try conn.transaction { () throws(BufferError) -> PurgeOutcome in
+                var victims: [(rowID: Int64, size: Int64, priority: UInt8, loss: LostReading?)] = []
+                var inFlight = 0
+                try conn.with("SELECT row_id, size, priority, device_id, sequence FROM messages WHERE kind = \(MessageKind.reading.rawValue) ORDER BY row_id") { s throws(BufferError) in
+                    while try s.step() {
+                        let device = s.text(3)
+                        if let deviceIDs, !deviceIDs.contains(device ?? "") { continue }
+                        let rowID = s.int64(0)
+                        if leasedMessages.contains(rowID) { inFlight += 1; continue }
+                        let loss = device.flatMap { d in
+                            s.optionalInt64(4).map { LostReading(deviceID: d, sequence: UInt64(bitPattern: $0), reason: reason, at: now) }
+                        }
+                        victims.append((rowID, s.int64(1), UInt8(truncatingIfNeeded: s.int64(2)), loss))
+                    }
+                }
+                for v in victims {
+                    try conn.with("DELETE FROM messages WHERE row_id = ?1") { s throws(BufferError) in
+                        try s.bind(1, v.rowID); try s.run()
+                    }
+                    acct.bytes -= v.size
+                    acct.count -= 1
+                    decrementPriority(v.priority)
+                }
+                let losses = victims.compactMap(\.loss)
+                try recordLossesInTransaction(losses)
+                return PurgeOutcome(purged: victims.count, leftInFlight: inFlight, losses: losses)
+            }
+        } catch {
+            acct = saved
+            throw error
+        }
+    }
+
     /// Test hook: makes every write fail with `SQLITE_READONLY` while on.
     func setQueryOnly(_ on: Bool) throws(BufferError) {
         try conn.exec("PRAGMA query_only = \(on ? 1 : 0)")

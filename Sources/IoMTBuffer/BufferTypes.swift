@@ -107,3 +107,24 @@ public struct BufferStats: Hashable, Sendable {
     /// Where a corrupt database was moved at open, if that happened.
     public var recoveredFromCorruption: String?
 }
+
+/// The result of `purgeReadings`.
+public struct PurgeOutcome: Hashable, Sendable {
+    /// Readings deleted and recorded as lost.
+    public var purged: Int
+    /// Readings left because they were in flight (they are delivered or come back).
+    public var leftInFlight: Int
+    /// The losses recorded (one per purged reading with a device and sequence number).
+    public var losses: [LostReading]
+
+    public init(purged: Int, leftInFlight: Int, losses: [LostReading]) {
+        self.purged = purged
+        self.leftInFlight = leftInFlight
+        self.losses = losses
+    }
+}
+
+extension LossReason {
+    /// Deleted by an operator (`iomt-agent buffer purge --confirm`).
+    public static let purgedByOperator: LossReason = "purged-by-operator"
+}

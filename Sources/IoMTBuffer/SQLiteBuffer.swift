@@ -160,6 +160,25 @@ public actor SQLiteBuffer {
         try store.stats()
     }
 
+    /// Stored readings (not yet acknowledged) per device id.
+    public func pendingReadingCounts() throws(BufferError) -> [String: Int] {
+        try store.pendingReadingCounts()
+    }
+
+    /// Up to `limit` stored message rows with a row id above `after` (the token's row id), in
+    /// row order; only readings of `deviceIDs` when given. Leases nothing, changes nothing: for
+    /// `buffer export`, which pages through the buffer while the forwarder keeps sending.
+    public func pending(after: Int64, limit: Int, deviceIDs: Set<String>? = nil) throws(BufferError) -> [StoredMessage] {
+        try store.pending(after: after, limit: limit, deviceIDs: deviceIDs)
+    }
+
+    /// Deletes every stored reading not currently in flight (only of `deviceIDs` when given)
+    /// and records each as lost with `reason` in the same transaction, so gap records announce
+    /// them. Audit events, alerts and gap records stay.
+    public func purgeReadings(deviceIDs: Set<String>? = nil, reason: LossReason) throws(BufferError) -> PurgeOutcome {
+        try store.purgeReadings(deviceIDs: deviceIDs, reason: reason)
+    }
+
     /// Test hook: true when called on the dedicated storage thread (not the cooperative pool).
     func _isOnStorageThread() -> Bool {
         executor.isIsolatingCurrentContext() == true

@@ -26,12 +26,15 @@ public struct AgentConfig: Sendable, Equatable {
     public var serial: [Serial]
     /// `bluetooth`: the LE controller and the configured wearables (nil: no Bluetooth).
     public var bluetooth: Bluetooth?
+    /// `control`: the daemon's control socket (the CLI talks to the daemon over it).
+    public var control: Control
 
     /// Creates a configuration from already validated parts (``parse(yaml:source:)`` is the
     /// checked way in).
     public init(gateway: Gateway, stateDir: String = AgentConfig.defaultStateDir, log: Log = Log(),
                 broker: Broker, buffer: Buffer = Buffer(), output: Output = Output(),
-                simulators: [Simulator] = [], serial: [Serial] = [], bluetooth: Bluetooth? = nil) {
+                simulators: [Simulator] = [], serial: [Serial] = [], bluetooth: Bluetooth? = nil,
+                control: Control = Control()) {
         self.bluetooth = bluetooth
         self.gateway = gateway
         self.stateDir = stateDir
@@ -41,6 +44,7 @@ public struct AgentConfig: Sendable, Equatable {
         self.output = output
         self.simulators = simulators
         self.serial = serial
+        self.control = control
     }
 
     /// The default `state_dir`.
@@ -52,6 +56,22 @@ public struct AgentConfig: Sendable, Equatable {
         public var id: String
         /// Creates the gateway settings.
         public init(id: String) { self.id = id }
+    }
+
+    /// `control`: the daemon's control socket (docs/control-protocol.md).
+    public struct Control: Sendable, Equatable {
+        /// `control.socket`: the Unix socket path. Default `/run/iomt-agent/control.sock`.
+        public var socket: String
+        /// `control.group`: members of this group may use the socket (besides root and the
+        /// agent's user). Default `iomt`. If the group does not exist, only those two can.
+        public var group: String
+        public static let defaultSocket = "/run/iomt-agent/control.sock"
+        public static let defaultGroup = "iomt"
+        /// Creates the control settings with the documented defaults.
+        public init(socket: String = Control.defaultSocket, group: String = Control.defaultGroup) {
+            self.socket = socket
+            self.group = group
+        }
     }
 
     /// `log`: logging settings.

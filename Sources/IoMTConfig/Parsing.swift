@@ -16,7 +16,8 @@ extension AgentConfig {
 
 /// The keys each mapping accepts, in the order the documentation lists them.
 enum Keys {
-    static let top = ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators", "serial", "bluetooth"]
+    static let top = ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators", "serial", "bluetooth", "control"]
+    static let control = ["socket", "group"]
     static let gateway = ["id"]
     static let log = ["level"]
     static let broker = ["url", "client_id", "protocol", "username", "password_file", "ca_file",
@@ -32,13 +33,14 @@ enum Keys {
     static let serialMatch = ["vendor_id", "product_id", "serial"]
 
     /// Every key name of the configuration and of line profiles (safe to show in messages).
-    static let allNames: Set<String> = Set(top + gateway + log + broker + buffer + output + simulator + serial
-        + serialMatch + BluetoothKeys.section + BluetoothKeys.device + lineProfile + lineProfileLine + lineProfileMeasurement + lineProfileFlags + lineProfileBit)
+    static let allNames: Set<String> = Set(top + gateway + log + broker + buffer + output + simulator + serial + control
+        + serialMatch + BluetoothKeys.section + BluetoothKeys.device + lineProfile + lineProfileLine + lineProfileMeasurement
+        + lineProfileFlags + lineProfileBit)
 
     /// Every known key path, for "did you mean" across sections.
     static let allPaths: [String] = top
         + gateway.map { "gateway.\($0)" } + log.map { "log.\($0)" } + broker.map { "broker.\($0)" }
-        + buffer.map { "buffer.\($0)" } + output.map { "output.\($0)" }
+        + buffer.map { "buffer.\($0)" } + output.map { "output.\($0)" } + control.map { "control.\($0)" }
         + simulator.map { "simulators[].\($0)" }
         + serial.map { "serial[].\($0)" } + serialMatch.map { "serial[].match.\($0)" }
         + BluetoothKeys.section.map { "bluetooth.\($0)" } + BluetoothKeys.device.map { "bluetooth.devices[].\($0)" }
@@ -93,9 +95,31 @@ extension ConfigReader {
         let otherIDs = Set((simulators ?? []).map(\.id) + (serial ?? []).map(\.id))
         let bluetooth = buildBluetooth(top, otherIDs: otherIDs)
 
+        // control
+        var control = AgentConfig.Control()
+        if let c = section(top.values["control"], path: "control", parentLine: line(top, "control"), keys: Keys.control) {
+            if let (socket, line) = text(c, "socket") {
+                if !socket.hasPrefix("/") {
+                    report("control.socket", line, "must be an absolute path, got \"\(clip(socket))\"")
+                } else if socket.utf8.count > 107 {
+                    report("control.socket", line, "must be at most 107 bytes long (a Unix socket path), got \(socket.utf8.count)")
+                } else {
+                    control.socket = socket
+                }
+            }
+            if let (group, line) = text(c, "group") {
+                if let problem = identifierProblem(group, maxLength: 32) {
+                    report("control.group", line, problem)
+                } else {
+                    control.group = group
+                }
+            }
+        }
+
         guard let gatewayID, let broker, let buffer, let simulators, let serial, let bluetooth else { return nil }
         return AgentConfig(gateway: .init(id: gatewayID), stateDir: stateDir, log: log, broker: broker,
-                           buffer: buffer, output: output, simulators: simulators, serial: serial, bluetooth: bluetooth)
+                           buffer: buffer, output: output, simulators: simulators, serial: serial, bluetooth: bluetooth,
+                           control: control)
     }
 
     mutating func buildBroker(_ top: Section, gatewayID: String) -> AgentConfig.Broker? {

@@ -52,6 +52,10 @@ extension AgentConfig {
         lines.append("output:")
         add("format", output.format.rawValue)
 
+        lines.append("control:")
+        add("socket", control.socket)
+        add("group", control.group)
+
         if simulators.isEmpty {
             lines.append("simulators: (none)")
         } else {

@@ -11,8 +11,13 @@ struct IoMTAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iomt-agent",
         abstract: "Edge gateway for medical sensors: normalized readings, a durable buffer, MQTT store-and-forward.",
+        discussion: """
+            Shell completions: iomt-agent --generate-completion-script bash|zsh|fish (docs/cli.md).
+            Control commands talk to the running agent over control.socket (default /run/iomt-agent/control.sock).
+            """,
         version: Agent.version,
-        subcommands: [Run.self, ConfigCommand.self, Bench.self],
+        subcommands: [Run.self, Status.self, Devices.self, Scan.self, Pair.self, Assign.self, Discharge.self,
+                      Buffer.self, ConfigCommand.self, Simulate.self, Bench.self],
         defaultSubcommand: nil)
 }
 

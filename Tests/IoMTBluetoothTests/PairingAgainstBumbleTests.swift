@@ -123,7 +123,7 @@ import Testing
             .init(kind: .heartRate, name: "stranger", address: "F0:F1:F2:F3:F4:09"),
         ])
         defer { rig.stop() }
-        let rows = Watched<[ScanRow]>([])
+        let rows = Watched<[ScanSighting]>([])
         try await rig.service.scan(seconds: 2) { row in rows.update { $0.append(row) } }
         let stranger = try #require(rows.value.first { $0.address.address == BDAddress("F0:F1:F2:F3:F4:09") })
         #expect(stranger.profile == "heart-rate" && !stranger.paired)

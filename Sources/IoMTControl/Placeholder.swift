@@ -1,2 +1,0 @@
-// Placeholder so the target builds; see Package.swift for what this module is for.
-enum _IoMTControlPlaceholder {}
