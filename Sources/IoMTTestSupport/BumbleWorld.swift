@@ -150,7 +150,7 @@ public final class BumbleWorld: Sendable {
         guard access(python, X_OK) == 0 else {
             throw TestSupportError("run scripts/setup.sh: .venv lacks bumble (no \(python))")
         }
-        let check = try ChildProcess.run([python, "-c", "import bumble"], timeout: .seconds(30))
+        let check = try await ChildProcess.run([python, "-c", "import bumble"], timeout: .seconds(30))
         guard check.status == 0 else {
             throw TestSupportError("run scripts/setup.sh: .venv lacks bumble (\(python): \(check.output.prefix(200)))")
         }

@@ -129,7 +129,7 @@ public final class MosquittoBroker: Sendable {
             let pw = dir.file("passwords")
             try dir.write("passwords", "")
             for (user, password) in options.users.sorted(by: { $0.key < $1.key }) {
-                let r = try ChildProcess.run(["mosquitto_passwd", "-b", pw, user, password])
+                let r = try ChildProcess.runBlocking(["mosquitto_passwd", "-b", pw, user, password])
                 guard r.status == 0 else { throw TestSupportError("mosquitto_passwd failed: \(r.output)") }
             }
             lines.append("password_file \(pw)")
@@ -221,7 +221,7 @@ public final class TestPKI: Sendable {
     public init() throws {
         dir = try TempDir(prefix: "iomt-pki")
         func ossl(_ args: [String]) throws {
-            let r = try ChildProcess.run(["openssl"] + args)
+            let r = try ChildProcess.runBlocking(["openssl"] + args)
             guard r.status == 0 else { throw TestSupportError("openssl \(args.joined(separator: " ")) failed:\n\(r.output)") }
         }
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]

@@ -77,6 +77,12 @@ public final class Watched<Value: Sendable>: Sendable {
 }
 
 /// Runs `body` on a new detached OS thread (for blocking reads, waitpid, accept).
+/// Runs blocking work (a `recv` with a timeout, a pipe read) on its own thread and awaits it, so
+/// it never occupies a thread of the cooperative pool, which other tests need (2 on 2 cores).
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { c in startThread { c.resume(returning: body()) } }
+}
+
 func startThread(_ body: @escaping @Sendable () -> Void) {
     final class Box: Sendable { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
     var tid = pthread_t()
@@ -135,7 +141,7 @@ public final class TempDir: Sendable {
     }
 
     deinit {
-        _ = try? ChildProcess.run(["/bin/rm", "-rf", path])
+        _ = try? ChildProcess.runBlocking(["/bin/rm", "-rf", path])
     }
 }
 
@@ -169,12 +175,15 @@ public final class ChildProcess: Sendable {
     public let output = Watched("")
     /// The raw `waitpid` status once exited.
     public let exitStatus = Watched<Int32?>(nil)
+    /// True once the child's output reached end of file.
+    public let outputClosed = Watched(false)
 
     public init(_ arguments: [String]) throws {
         self.arguments = arguments
         let (child, readFD) = try ChildProcess.spawn(arguments)
         pid = child
         let output = self.output
+        let outputClosed = self.outputClosed
         startThread {
             var buf = [UInt8](repeating: 0, count: 4096)
             while true {
@@ -185,6 +194,7 @@ public final class ChildProcess: Sendable {
                 output.update { $0 += s }
             }
             close(readFD)
+            outputClosed.update { $0 = true }
         }
         let exitStatus = self.exitStatus
         startThread {
@@ -261,11 +271,29 @@ public final class ChildProcess: Sendable {
         return (child, fds[0])
     }
 
+    /// Runs a command to completion without blocking a thread of the cooperative pool (tests run
+    /// on it: a blocked pool starves every other test). Returns the exit code (128 + signal when
+    /// killed) and the merged output; on timeout the child is killed and an error thrown.
+    @discardableResult
+    public static func run(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (status: Int32, output: String) {
+        let child = try ChildProcess(arguments)
+        if !(await child.waitForExit(timeout: timeout)) {
+            child.signal(SIGKILL)
+            await child.waitForExit(timeout: .seconds(5))
+            throw TestSupportError("\(arguments.joined(separator: " ")) timed out")
+        }
+        // The output may still be draining (bounded: a grandchild may hold the pipe open).
+        _ = await child.outputClosed.wait(timeout: .seconds(5)) { $0 }
+        let status = child.exitStatus.value ?? 0
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, child.output.value)
+    }
+
     /// Runs a quick command to completion on the calling thread (blocking `poll` on its output
     /// with a deadline, then `waitpid`), returning exit code and merged output. On timeout the
     /// child is killed (SIGKILL) and an error thrown. For openssl, mosquitto_passwd, rm.
     @discardableResult
-    public static func run(_ arguments: [String], timeout: Duration = .seconds(60)) throws -> (status: Int32, output: String) {
+    public static func runBlocking(_ arguments: [String], timeout: Duration = .seconds(60)) throws -> (status: Int32, output: String) {
         let (child, fd) = try spawn(arguments)
         defer { close(fd) }
         let deadline = ContinuousClock.now.advanced(by: timeout)

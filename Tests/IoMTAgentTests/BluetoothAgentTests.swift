@@ -61,7 +61,7 @@ struct BluetoothAgentTests {
             let hr = obs.first { $0["mdc_code"] as? Int == 147842 }?["value"] as? Double
             #expect(hr.map { (60...99).contains($0) } == true)
         }
-        try expectValid(seen.map(\.payload), schema: "reading.schema.json", dir: dir)
+        try await expectValid(seen.map(\.payload), schema: "reading.schema.json", dir: dir)
         // The btsnoop file was written, owner-only.
         var st = stat()
         #expect(stat(dir.file("hci.btsnoop"), &st) == 0 && st.st_size > 1000 && st.st_mode & 0o777 == 0o600)

@@ -90,7 +90,7 @@ struct ConnectionAndStorageTests {
         await agent.terminate()
         #expect(agent.output.value.lowercased().contains("certificate"), "names the certificate problem: \(agent.output.value)")
         #expect(try highWaterSequence(stateDir: setup.stateDir, device: "th-1") == 10)
-        let left = try ChildProcess.run(["sqlite3", "\(setup.stateDir)/buffer.db", "SELECT count(*) FROM messages;"])
+        let left = try await ChildProcess.run(["sqlite3", "\(setup.stateDir)/buffer.db", "SELECT count(*) FROM messages;"])
         #expect(left.output.trimmingCharacters(in: .whitespacesAndNewlines) == "10", "all 10 still buffered")
     }
 
@@ -143,10 +143,10 @@ final class SmallFileSystem {
     init(in dir: TempDir, size: String) throws {
         path = dir.file("small-fs")
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        let r = try ChildProcess.run(["mount", "-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path])
+        let r = try ChildProcess.runBlocking(["mount", "-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path])
         guard r.status == 0 else { throw TestSupportError("mount tmpfs: \(r.output)") }
     }
-    deinit { _ = try? ChildProcess.run(["umount", "-l", path]) }
+    deinit { _ = try? ChildProcess.runBlocking(["umount", "-l", path]) }
 
     static let available: Bool = {
         guard getuid() == 0, let dir = try? TempDir() else { return false }
@@ -177,7 +177,7 @@ struct DiskFullTests {
         var st = statvfs()
         #expect(statvfs(fs.path, &st) == 0)
         let free = Int64(st.f_bavail) * Int64(st.f_frsize)
-        let ballast = try ChildProcess.run(["fallocate", "-l", "\(max(free - 300 * 1024, 4096))", fs.path + "/ballast"])
+        let ballast = try await ChildProcess.run(["fallocate", "-l", "\(max(free - 300 * 1024, 4096))", fs.path + "/ballast"])
         #expect(ballast.status == 0, "fallocate: \(ballast.output)")
         #expect(await agent.output.wait(timeout: .seconds(30)) { $0.contains("buffer cannot store readings") },
                 "the disk never filled: \(agent.output.value)")
@@ -226,7 +226,7 @@ struct FHIROutputTests {
         #expect(await agent.waitForExit(timeout: .seconds(30)), "did not drain: \(agent.output.value)")
         let messages = await sub.waitFor(count: 51)
         #expect(messages.count == 51)
-        try expectValidFHIR(messages.map(\.payloadString), dir: dir)
+        try await expectValidFHIR(messages.map(\.payloadString), dir: dir)
         for m in messages {
             let bundle = try #require(json(m))
             #expect(bundle["resourceType"] as? String == "Bundle")

@@ -67,8 +67,8 @@ struct ControlAgent {
     }
 
     /// Runs the CLI (`iomt-agent ARGS --config ...`) to completion.
-    func cli(_ args: [String], prefix: [String] = []) throws -> (status: Int32, output: String) {
-        try ChildProcess.run(prefix + [agentBinary] + args + ["--config", config], timeout: .seconds(60))
+    func cli(_ args: [String], prefix: [String] = []) async throws -> (status: Int32, output: String) {
+        try await ChildProcess.run(prefix + [agentBinary] + args + ["--config", config], timeout: .seconds(60))
     }
 }
 
@@ -147,7 +147,7 @@ struct ControlSocketTests {
         #expect(audit["patient"]?["after"]?.stringValue == "P-2")
         #expect(audit["actor"]?["uid"]?.intValue == Int64(getuid()))
         #expect(audit["actor"]?["via"]?.stringValue == "socket")
-        try expectValid(sub.messages.filter { $0.topic.hasSuffix("/audit") }.map(\.payloadString), schema: "audit.schema.json", dir: dir)
+        try await expectValid(sub.messages.filter { $0.topic.hasSuffix("/audit") }.map(\.payloadString), schema: "audit.schema.json", dir: dir)
 
         let file = AuditLog(stateDir: setup.stateDir, gatewayID: "ctl-a")
         #expect(try file.read().events.map(\.action) == [.assign])
@@ -195,7 +195,7 @@ struct ControlSocketTests {
 
         // With --export FILE (the CLI writes the file, then discharges).
         let exportFile = dir.file("P-A.jsonl")
-        let exported = try ctl.cli(["discharge", a.id, "--export", exportFile])
+        let exported = try await ctl.cli(["discharge", a.id, "--export", exportFile])
         #expect(exported.status == 0, "\(exported.output)")
         let lines = try String(contentsOfFile: exportFile, encoding: .utf8).split(separator: "\n")
         #expect(lines.count == 3)
@@ -233,21 +233,21 @@ struct ControlSocketTests {
         let agent = try await ctl.start()
         defer { agent.signal(SIGKILL) }
 
-        let stats = try ctl.cli(["buffer", "stats", "--json"])
+        let stats = try await ctl.cli(["buffer", "stats", "--json"])
         #expect(stats.status == 0)
         #expect(try JSONValue.parse(stats.output.trimmingCharacters(in: .whitespacesAndNewlines))["readings_by_device"]?["dev-x"]?.intValue == 5)
         let out = dir.file("export.jsonl")
-        let export = try ctl.cli(["buffer", "export", "--out", out])
+        let export = try await ctl.cli(["buffer", "export", "--out", out])
         #expect(export.status == 0, "\(export.output)")
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map { try JSONValue.parse(String($0)) }
         #expect(lines.map { $0["sequence"]?.intValue } == [1, 2, 3, 4, 5], "\(lines.map(\.text))")
         #expect(lines.allSatisfy { $0["kind"]?.stringValue == "reading" && $0["payload"]?["schema"]?.stringValue == "iomt-reading/1" })
         var st = stat()
         #expect(stat(out, &st) == 0 && st.st_mode & 0o777 == 0o600)
-        #expect(try ctl.cli(["buffer", "export", "--out", out]).status == 1, "an existing file is never overwritten")
+        #expect(try await ctl.cli(["buffer", "export", "--out", out]).status == 1, "an existing file is never overwritten")
 
-        #expect(try ctl.cli(["buffer", "purge"]).status != 0, "purge without --confirm is refused")
-        let purge = try ctl.cli(["buffer", "purge", "--confirm", "--json"])
+        #expect(try await ctl.cli(["buffer", "purge"]).status != 0, "purge without --confirm is refused")
+        let purge = try await ctl.cli(["buffer", "purge", "--confirm", "--json"])
         #expect(purge.status == 0, "\(purge.output)")
         #expect(try JSONValue.parse(purge.output.trimmingCharacters(in: .whitespacesAndNewlines))["purged"]?.intValue == 5)
 
@@ -261,8 +261,8 @@ struct ControlSocketTests {
         #expect(readings(sub2.messages).isEmpty, "purged readings are never published")
         let actions = Set(audits(sub2.messages).compactMap { $0["action"]?.stringValue })
         #expect(actions.isSuperset(of: ["buffer-export", "buffer-purge"]))
-        try expectValid(sub2.messages.filter { $0.topic.hasSuffix("/audit") }.map(\.payloadString), schema: "audit.schema.json", dir: dir)
-        try expectValid(sub2.messages.filter { $0.topic.hasSuffix("/status/gaps") }.map(\.payloadString), schema: "gap.schema.json", dir: dir)
+        try await expectValid(sub2.messages.filter { $0.topic.hasSuffix("/audit") }.map(\.payloadString), schema: "audit.schema.json", dir: dir)
+        try await expectValid(sub2.messages.filter { $0.topic.hasSuffix("/status/gaps") }.map(\.payloadString), schema: "gap.schema.json", dir: dir)
     }
 
     @Test func aPeerOutsideTheAllowedUsersIsRefusedAndLogged() async throws {
@@ -282,13 +282,13 @@ struct ControlSocketTests {
         let asNobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
         // Mode 0660: the kernel already refuses a stranger.
-        let denied = try ctl.cli(["status"], prefix: asNobody)
+        let denied = try await ctl.cli(["status"], prefix: asNobody)
         #expect(denied.status == 1)
         #expect(denied.output.contains("permission denied"), "\(denied.output)")
 
         // Even with the file opened up, SO_PEERCRED refuses uid 65534 (not root, not the agent, not in the group).
         chmod(ctl.socket, 0o666)
-        let refused = try ctl.cli(["status"], prefix: asNobody)
+        let refused = try await ctl.cli(["status"], prefix: asNobody)
         #expect(refused.status == 1)
         #expect(refused.output.contains("not permitted: uid 65534"), "\(refused.output)")
         #expect(await agent.output.wait(timeout: .seconds(5)) { $0.contains("peer refused") && $0.contains("uid=65534") })
@@ -389,34 +389,34 @@ struct ControlSocketTests {
         let ctl = ControlAgent(dir: dir, setup: setup)
         try ctl.writeConfig()
 
-        let status = try ctl.cli(["status", "--json"])
+        let status = try await ctl.cli(["status", "--json"])
         #expect(status.status == 0, "\(status.output)")
         let s = try JSONValue.parse(status.output.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(s["daemon"]?.boolValue == false)
         #expect(s["broker"]?["state"]?.stringValue == "agent not running")
-        let devices = try ctl.cli(["devices"])
+        let devices = try await ctl.cli(["devices"])
         #expect(devices.status == 0 && devices.output.contains("ox-9") && devices.output.contains("agent not running"))
-        let assign = try ctl.cli(["assign", "ox-9", "--patient", "P-7"])
+        let assign = try await ctl.cli(["assign", "ox-9", "--patient", "P-7"])
         #expect(assign.status == 0, "\(assign.output)")
         let events = try AuditLog(stateDir: setup.stateDir, gatewayID: "ctl-c").read().events
         #expect(events.map(\.action) == [.assign])
         #expect(events.first?.actor.via == "local" && events.first?.actor.uid == getuid())
         #expect(try DeviceRegistry(stateDir: setup.stateDir).patient(of: "ox-9") == "P-7")
-        #expect(try ctl.cli(["buffer", "stats"]).status == 0)
+        #expect(try await ctl.cli(["buffer", "stats"]).status == 0)
 
         for needsDaemon in [["scan"], ["discharge", "ox-9"], ["buffer", "purge", "--confirm"],
                             ["pair", "C0:FF:EE:00:00:01", "--patient", "P-1"]] {
-            let r = try ctl.cli(needsDaemon)
+            let r = try await ctl.cli(needsDaemon)
             #expect(r.status == 69, "\(needsDaemon): \(r.output)")
             #expect(r.output.contains("no agent is running at \(ctl.socket): start it with `systemctl start iomt-agent` or `iomt-agent run`"),
                     "\(needsDaemon): \(r.output)")
         }
         for sub in [["status"], ["devices"], ["assign"], ["discharge"], ["buffer", "stats"], ["buffer", "export"],
                     ["buffer", "purge"], ["scan"], ["pair"], ["simulate", "serial"], ["simulate", "readings"]] {
-            let r = try ChildProcess.run([agentBinary] + sub + ["--help"])
+            let r = try await ChildProcess.run([agentBinary] + sub + ["--help"])
             #expect(r.status == 0 && r.output.contains("USAGE"), "\(sub) --help")
         }
-        let completion = try ChildProcess.run([agentBinary, "--generate-completion-script", "bash"])
+        let completion = try await ChildProcess.run([agentBinary, "--generate-completion-script", "bash"])
         #expect(completion.status == 0 && completion.output.contains("discharge"))
 
         // With the daemon up, the same CLI goes through the socket.
@@ -427,12 +427,12 @@ struct ControlSocketTests {
         let liveCtl = ControlAgent(dir: dir, setup: live)
         let agent = try await liveCtl.start()
         defer { agent.signal(SIGKILL) }
-        let viaSocket = try liveCtl.cli(["devices", "--json"])
+        let viaSocket = try await liveCtl.cli(["devices", "--json"])
         #expect(viaSocket.status == 0)
         let row = try JSONValue.parse(viaSocket.output.trimmingCharacters(in: .whitespacesAndNewlines))["devices"]?.arrayValue?.first
         #expect(row?["patient_id"]?.stringValue == "P-7")
         #expect(row?["link"]?.stringValue != "agent not running")
-        let scan = try liveCtl.cli(["scan", "--json"])
+        let scan = try await liveCtl.cli(["scan", "--json"])
         #expect(scan.status == 1 && scan.output.contains("Bluetooth is not configured"))
     }
 
@@ -449,7 +449,7 @@ struct ControlSocketTests {
         chown(setup.stateDir, 65534, 65534) // as systemd's StateDirectory= would for User=iomt
         let ctl = ControlAgent(dir: dir, setup: setup)
         try ctl.writeConfig()
-        let r = try ctl.cli(["assign", "ox-1", "--patient", "P-2"])
+        let r = try await ctl.cli(["assign", "ox-1", "--patient", "P-2"])
         #expect(r.status == 0, "\(r.output)")
         let names = try FileManager.default.contentsOfDirectory(atPath: setup.stateDir)
         #expect(names.contains("registry.json") && names.contains("audit.jsonl") && names.contains("buffer.db"))
@@ -459,13 +459,13 @@ struct ControlSocketTests {
         }
     }
 
-    @Test func simulateReadingsPrintsValidNormalizedReadings() throws {
+    @Test func simulateReadingsPrintsValidNormalizedReadings() async throws {
         let dir = try TempDir()
-        let r = try ChildProcess.run([agentBinary, "simulate", "readings", "--profile", "pulse-oximeter", "--count", "3"])
+        let r = try await ChildProcess.run([agentBinary, "simulate", "readings", "--profile", "pulse-oximeter", "--count", "3"])
         #expect(r.status == 0)
         let lines = r.output.split(separator: "\n").map(String.init)
         #expect(lines.count == 3)
-        try expectValid(lines, schema: "reading.schema.json", dir: dir)
+        try await expectValid(lines, schema: "reading.schema.json", dir: dir)
     }
 
     @Test func simulateSerialPrintsAPseudoTerminalThatCarriesFrames() async throws {

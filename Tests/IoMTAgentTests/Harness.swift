@@ -145,23 +145,23 @@ func expectNoLossAndRecognisableDuplicates(_ seen: [SeenReading], device: String
 /// Validates JSON documents with `scripts/validate_json.py` (jsonschema from `.venv`, made by
 /// `scripts/setup.sh`).
 func expectValid(_ documents: [String], schema: String, dir: TempDir,
-                 sourceLocation: SourceLocation = #_sourceLocation) throws {
+                 sourceLocation: SourceLocation = #_sourceLocation) async throws {
     #expect(!documents.isEmpty, "nothing to validate against \(schema)", sourceLocation: sourceLocation)
     let file = dir.file("docs-\(schema).jsonl")
     try documents.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
     let python = "\(repoRoot)/.venv/bin/python"
     #expect(FileManager.default.isExecutableFile(atPath: python),
             "\(python) is missing: run scripts/setup.sh", sourceLocation: sourceLocation)
-    let result = try ChildProcess.run([python, "\(repoRoot)/scripts/validate_json.py", "\(repoRoot)/schemas/\(schema)", file])
+    let result = try await ChildProcess.run([python, "\(repoRoot)/scripts/validate_json.py", "\(repoRoot)/schemas/\(schema)", file])
     #expect(result.status == 0, "schema \(schema): \(result.output)", sourceLocation: sourceLocation)
 }
 
 /// Validates FHIR R4 documents with `scripts/validate_fhir.py` (fhir.resources R4 models in `.venv`).
-func expectValidFHIR(_ documents: [String], dir: TempDir, sourceLocation: SourceLocation = #_sourceLocation) throws {
+func expectValidFHIR(_ documents: [String], dir: TempDir, sourceLocation: SourceLocation = #_sourceLocation) async throws {
     #expect(!documents.isEmpty, "no FHIR documents", sourceLocation: sourceLocation)
     let file = dir.file("fhir.jsonl")
     try documents.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
-    let result = try ChildProcess.run(["\(repoRoot)/.venv/bin/python", "\(repoRoot)/scripts/validate_fhir.py", file])
+    let result = try await ChildProcess.run(["\(repoRoot)/.venv/bin/python", "\(repoRoot)/scripts/validate_fhir.py", file])
     #expect(result.status == 0, "FHIR validation: \(result.output)", sourceLocation: sourceLocation)
 }
 

@@ -50,9 +50,9 @@ struct StoreAndForwardTests {
         #expect(agent.output.value.contains("uplink connected"))
         // Nothing of the patient's identity in the log.
         #expect(!agent.output.value.contains("P-TEST-1"))
-        try expectValid(seen.prefix(200).map(\.payload), schema: "reading.schema.json", dir: dir)
+        try await expectValid(seen.prefix(200).map(\.payload), schema: "reading.schema.json", dir: dir)
         let statuses = sub.messages.filter { $0.topic == "\(setup.prefix)/status" }.map(\.payloadString)
-        try expectValid(statuses, schema: "status.schema.json", dir: dir)
+        try await expectValid(statuses, schema: "status.schema.json", dir: dir)
         #expect(statuses.last?.contains(#""state":"offline""#) == true, "clean stop leaves offline status")
     }
 
@@ -148,7 +148,7 @@ struct StoreAndForwardTests {
         } else {
             #expect(announced.max()! < delivered.max()!, "drop-oldest keeps the newest")
         }
-        try expectValid(gapRecords.isEmpty ? [] : sub.messages.filter { $0.topic.hasSuffix("/status/gaps") }.map(\.payloadString),
+        try await expectValid(gapRecords.isEmpty ? [] : sub.messages.filter { $0.topic.hasSuffix("/status/gaps") }.map(\.payloadString),
                         schema: "gap.schema.json", dir: dir)
         let status = sub.messages.last { $0.topic == "\(setup.prefix)/status" && $0.payloadString.contains(#""online""#) }
         #expect(status?.payloadString.contains(#""readings_lost":\#(announced.count)"#) == true,
@@ -181,13 +181,13 @@ struct StoreAndForwardTests {
         let lastBacklogIndex = seen.lastIndex(where: \.backlog) ?? 0
         let maxBacklogSeq = backlog.map(\.sequence).max() ?? 0
         #expect(seen[..<lastBacklogIndex].contains { !$0.backlog && $0.sequence > maxBacklogSeq })
-        try expectValid(backlog.prefix(50).map(\.payload), schema: "reading.schema.json", dir: dir)
+        try await expectValid(backlog.prefix(50).map(\.payload), schema: "reading.schema.json", dir: dir)
     }
 }
 
 /// The per-device sequence high-water mark the agent persisted, read with the sqlite3 CLI.
 func highWaterSequence(stateDir: String, device: String) throws -> Int {
-    let r = try ChildProcess.run(["sqlite3", "\(stateDir)/buffer.db",
+    let r = try ChildProcess.runBlocking(["sqlite3", "\(stateDir)/buffer.db",
                                   "SELECT last_sequence FROM device_state WHERE device_id = '\(device)';"])
     guard r.status == 0, let v = Int(r.output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
         throw TestSupportError("sqlite3: \(r.output)")

@@ -12,7 +12,7 @@ import Testing
 struct SystemdLifecycleTests {
     /// One datagram and when it arrived: the kernel's receive timestamp (SO_TIMESTAMPNS), so a
     /// test thread starved of CPU on a busy machine does not distort the measured periods.
-    struct Notification {
+    struct Notification: Sendable {
         var at: Duration
         var text: String
         var kernelStamped = false
@@ -69,6 +69,12 @@ struct SystemdLifecycleTests {
     }
 
     /// Blocks in `poll` (deadline-bounded) for datagrams until `stop` matches one or `timeout` passes.
+    /// `receive` off the cooperative pool (it blocks in recv for up to `timeout`).
+    static func receiveAsync(_ sock: NotifySocket, timeout: Duration,
+                             until stop: @escaping @Sendable (String) -> Bool = { _ in false }) async -> [Notification] {
+        await offPool { receive(sock, timeout: timeout, until: stop) }
+    }
+
     static func receive(_ sock: NotifySocket, timeout: Duration,
                         until stop: (String) -> Bool = { _ in false }) -> [Notification] {
         var out: [Notification] = []
@@ -127,11 +133,13 @@ struct SystemdLifecycleTests {
         let agent = try Self.startAgent(dir: dir, sock: sock, watchdogUSec: 1_000_000, setup: setup)
         defer { agent.signal(SIGKILL) }
 
-        let ready = Self.receive(sock, timeout: .seconds(20)) { $0.contains("READY=1") }
+        let ready = await Self.receiveAsync(sock, timeout: .seconds(20)) { $0.contains("READY=1") }
         try #require(ready.last?.text.contains("READY=1") == true, "no READY=1: \(ready.map(\.text)) \(agent.output.value)")
-        let pings = Self.receive(sock, timeout: .milliseconds(3600)).filter { $0.text.contains("WATCHDOG=1") }
+        let pings = await Self.receiveAsync(sock, timeout: .milliseconds(3600)).filter { $0.text.contains("WATCHDOG=1") }
         // WATCHDOG_USEC=1 s: the agent pings every 500 ms; systemd would kill it after 1 s of silence.
-        #expect(pings.count >= 5, "\(pings.count) pings in 3.6 s at a 500 ms period")
+        // At least 4 (7 expected): the window opens at READY, and on a loaded 2-core CI machine the
+        // first ping may come late; the hard guarantee is the gap check below (never 1 s of silence).
+        #expect(pings.count >= 4, "\(pings.count) pings in 3.6 s at a 500 ms period")
         #expect(pings.allSatisfy { $0.kernelStamped }, "no SO_TIMESTAMPNS receive time: periods measured with our own clock")
         let gaps = zip(pings.dropFirst(), pings).map { $0.at - $1.at }
         let late = gaps.filter { $0 >= .seconds(1) }
@@ -154,18 +162,18 @@ struct SystemdLifecycleTests {
         let agent = try Self.startAgent(dir: dir, sock: sock, watchdogUSec: 600_000, setup: setup)
         defer { agent.signal(SIGCONT); agent.signal(SIGKILL) }
 
-        let first = Self.receive(sock, timeout: .seconds(20)) { $0.contains("WATCHDOG=1") }
+        let first = await Self.receiveAsync(sock, timeout: .seconds(20)) { $0.contains("WATCHDOG=1") }
         try #require(first.contains { $0.text.contains("WATCHDOG=1") }, "no watchdog ping: \(first.map(\.text)) \(agent.output.value)")
 
         agent.signal(SIGSTOP)
-        #expect(Self.waitUntilStopped(agent.pid), "waitid(WSTOPPED) failed: \(errno)")
+        #expect(await offPool { Self.waitUntilStopped(agent.pid) }, "waitid(WSTOPPED) failed: \(errno)")
         _ = Self.drain(sock)  // sent before the stop took effect
         // Two whole WATCHDOG_USEC intervals (systemd would have killed it after one).
-        let whileStopped = Self.receive(sock, timeout: .milliseconds(1200))
+        let whileStopped = await Self.receiveAsync(sock, timeout: .milliseconds(1200))
         #expect(whileStopped.isEmpty, "a stopped agent notified: \(whileStopped.map(\.text))")
 
         agent.signal(SIGCONT)
-        let resumed = Self.receive(sock, timeout: .seconds(5)) { $0.contains("WATCHDOG=1") }
+        let resumed = await Self.receiveAsync(sock, timeout: .seconds(5)) { $0.contains("WATCHDOG=1") }
         #expect(resumed.contains { $0.text.contains("WATCHDOG=1") }, "no ping after SIGCONT: \(resumed.map(\.text))")
         #expect(agent.isRunning, "the agent died while stopped: \(agent.output.value)")
         await agent.terminate()
@@ -187,13 +195,13 @@ struct SystemdLifecycleTests {
                                         extraBuffer: "  commit_max_delay_ms: 1000\n")
         defer { agent.signal(SIGKILL) }
 
-        let ready = Self.receive(sock, timeout: .seconds(20)) { $0.contains("READY=1") }
+        let ready = await Self.receiveAsync(sock, timeout: .seconds(20)) { $0.contains("READY=1") }
         try #require(ready.last?.text.contains("READY=1") == true, "no READY=1: \(agent.output.value)")
         // Let a few commits happen, then stop in the middle of a commit window.
-        _ = Self.receive(sock, timeout: .milliseconds(2500))
+        _ = await Self.receiveAsync(sock, timeout: .milliseconds(2500))
         let stopAt = ContinuousClock.now
         agent.signal(SIGTERM)
-        let stopping = Self.receive(sock, timeout: .seconds(10)) { $0.contains("STOPPING=1") }
+        let stopping = await Self.receiveAsync(sock, timeout: .seconds(10)) { $0.contains("STOPPING=1") }
         #expect(stopping.contains { $0.text.contains("STOPPING=1") }, "no STOPPING=1: \(stopping.map(\.text))")
         #expect(await agent.waitForExit(timeout: .seconds(15)), "still running 15 s after SIGTERM")
         let took = ContinuousClock.now - stopAt
@@ -204,9 +212,9 @@ struct SystemdLifecycleTests {
         let db = dir.file("state/buffer.db")
         let wal = (try? FileManager.default.attributesOfItem(atPath: db + "-wal")[.size] as? Int) ?? 0
         #expect(wal == 0, "WAL not checkpointed on close: \(wal) bytes left in buffer.db-wal")
-        let integrity = try ChildProcess.run(["sqlite3", db, "PRAGMA integrity_check;"])
+        let integrity = try await ChildProcess.run(["sqlite3", db, "PRAGMA integrity_check;"])
         #expect(integrity.output.trimmingCharacters(in: .whitespacesAndNewlines) == "ok", "\(integrity.output)")
-        let rows = try ChildProcess.run(["sqlite3", "-separator", " ", db, """
+        let rows = try await ChildProcess.run(["sqlite3", "-separator", " ", db, """
             SELECT m.device_id, COUNT(*), MIN(m.sequence), MAX(m.sequence), s.last_sequence
             FROM messages m JOIN device_state s ON s.device_id = m.device_id
             WHERE m.device_id IS NOT NULL GROUP BY m.device_id ORDER BY m.device_id;

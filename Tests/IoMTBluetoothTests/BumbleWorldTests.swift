@@ -301,7 +301,7 @@ struct BumbleWorldTests {
         let world = try await BumbleWorld.start(spec: spec)
         defer { world.kill() }
         let root = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
-        let result = try ChildProcess.run(
+        let result = try await ChildProcess.run(
             ["\(root)/.venv/bin/python", "\(root)/scripts/ble/check_world.py",
              "--ready", world.readyFile, "--spec-json", world.specJSON],
             timeout: .seconds(150))
@@ -320,9 +320,9 @@ struct BumbleWorldTests {
 extension BumbleWorldTests {
     @Test("check_world.py --spawn (its own world, with control): a bonded central reconnects and re-encrypts after the private address rotated",
           .timeLimit(.minutes(3)))
-    func bumbleCentralWithRotation() throws {
+    func bumbleCentralWithRotation() async throws {
         let root = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
-        let result = try ChildProcess.run(
+        let result = try await ChildProcess.run(
             ["\(root)/.venv/bin/python", "\(root)/scripts/ble/check_world.py", "--spawn"], timeout: .seconds(150))
         #expect(result.status == 0, "check_world.py --spawn failed:\n\(result.output.suffix(5000))")
         #expect(result.output.contains("PASS thermometer-secure therm-priv (no-input-no-output, privacy, rotation)"))
@@ -449,7 +449,7 @@ final class H4Client {
 @Suite("TestJSON")
 struct TestJSONTests {
     @Test("parses a ready document: nested objects, arrays, strings with escapes, numbers, null, booleans")
-    func parsesReadyDocument() throws {
+    func parsesReadyDocument() async throws {
         let doc = try TestJSON.parse(#" {"hosts": [{"port": 40731}], "ok": true, "x": null, "s": "a\"b\u0041", "n": -1.5e1} "#)
         #expect(doc["hosts"]?[0]?["port"]?.int == 40731)
         #expect(doc["ok"]?.bool == true)

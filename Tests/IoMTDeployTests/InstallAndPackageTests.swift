@@ -43,9 +43,9 @@ struct InstallAndPackageTests {
         return out
     }
 
-    @Test func installIntoDestdirPutsEveryFileWithItsModeAndActivatesNothing() throws {
+    @Test func installIntoDestdirPutsEveryFileWithItsModeAndActivatesNothing() async throws {
         let dest = try TempDir()
-        let result = try sh(["/usr/bin/env", "DESTDIR=\(dest.path)", "PREFIX=/usr", Self.install, "--binary", agentBinary])
+        let result = try await sh(["/usr/bin/env", "DESTDIR=\(dest.path)", "PREFIX=/usr", Self.install, "--binary", agentBinary])
         #expect(result.status == 0, "\(result.output)")
         for (path, mode) in Self.usrLayout {
             let m = fileMode(dest.path + path)
@@ -68,17 +68,17 @@ struct InstallAndPackageTests {
         #expect(unit.value("Service", "ExecStart") == "/usr/bin/iomt-agent run --config /etc/iomt-agent/agent.yaml")
         #expect(unit.value("Unit", "Documentation")?.contains("file:///usr/share/doc/iomt-agent/DEPLOY.md") == true)
         // The installed binary, files and completions are the real ones.
-        let cmp = try sh(["cmp", agentBinary, dest.path + "/usr/bin/iomt-agent"])
+        let cmp = try await sh(["cmp", agentBinary, dest.path + "/usr/bin/iomt-agent"])
         #expect(cmp.status == 0, "\(cmp.output)")
         #expect(try readText(dest.path + "/etc/iomt-agent/agent.yaml") == readText("\(repoRoot)/deploy/agent.yaml"))
         let bash = try readText(dest.path + "/usr/share/bash-completion/completions/iomt-agent")
         #expect(bash.contains("iomt-agent") && bash.contains("config"), "bash completion looks empty")
-        let check = try sh([dest.path + "/usr/bin/iomt-agent", "config", "check", "--config", dest.path + "/etc/iomt-agent/agent.yaml"])
+        let check = try await sh([dest.path + "/usr/bin/iomt-agent", "config", "check", "--config", dest.path + "/etc/iomt-agent/agent.yaml"])
         #expect(check.status == 0, "the installed configuration fails config check: \(check.output)")
 
         // systemd finds the sysusers and tmpfiles entries where they were put.
         if let tmpfiles = which("systemd-tmpfiles") {
-            let cat = try sh([tmpfiles, "--root=\(dest.path)", "--cat-config"])
+            let cat = try await sh([tmpfiles, "--root=\(dest.path)", "--cat-config"])
             #expect(cat.output.contains("\(dest.path)/usr/lib/tmpfiles.d/iomt-agent.conf"), "\(cat.output.prefix(500))")
         }
         // The installed unit verifies, once pointed at a binary that exists on this machine.
@@ -86,14 +86,14 @@ struct InstallAndPackageTests {
             let copy = try TempDir()
             try copy.write("iomt-agent.service", try readText(dest.path + "/usr/lib/systemd/system/iomt-agent.service")
                 .replacingOccurrences(of: "/usr/bin/iomt-agent", with: dest.path + "/usr/bin/iomt-agent"))
-            let verify = try sh([analyze, "verify", copy.file("iomt-agent.service")])
+            let verify = try await sh([analyze, "verify", copy.file("iomt-agent.service")])
             #expect(verify.status == 0 && verify.output.isEmpty, "\(verify.output)")
         }
     }
 
-    @Test func aSecondInstallNeverOverwritesTheConfiguration() throws {
+    @Test func aSecondInstallNeverOverwritesTheConfiguration() async throws {
         let dest = try TempDir()
-        let first = try sh([Self.install, "--destdir", dest.path, "--binary", agentBinary, "--no-completions"])
+        let first = try await sh([Self.install, "--destdir", dest.path, "--binary", agentBinary, "--no-completions"])
         #expect(first.status == 0, "\(first.output)")
         // Default prefix /usr/local: unit under /usr/local/lib, rules under /etc/udev/rules.d.
         #expect(fileMode(dest.path + "/usr/local/bin/iomt-agent")?.mode == 0o755)
@@ -107,7 +107,7 @@ struct InstallAndPackageTests {
         let edited = "# edited on site\ngateway: {id: ward3-bed1}\nbroker: {url: mqtt://10.0.0.5}\n"
         try edited.write(toFile: config, atomically: false, encoding: .utf8)
         chmod(config, 0o600)
-        let second = try sh([Self.install, "--destdir", dest.path, "--binary", agentBinary, "--no-completions"])
+        let second = try await sh([Self.install, "--destdir", dest.path, "--binary", agentBinary, "--no-completions"])
         #expect(second.status == 0, "\(second.output)")
         #expect(try readText(config) == edited, "install.sh overwrote an existing configuration")
         #expect(fileMode(config)?.mode == 0o600, "install.sh changed the mode of an existing configuration")
@@ -115,55 +115,55 @@ struct InstallAndPackageTests {
         #expect(try readText(dest.path + "/usr/local/share/doc/iomt-agent/agent.yaml.example") == readText("\(repoRoot)/deploy/agent.yaml"))
     }
 
-    @Test func installRefusesAMissingBinaryAndARelativePrefix() throws {
+    @Test func installRefusesAMissingBinaryAndARelativePrefix() async throws {
         let dest = try TempDir()
-        let missing = try sh([Self.install, "--destdir", dest.path, "--binary", dest.file("nope")])
+        let missing = try await sh([Self.install, "--destdir", dest.path, "--binary", dest.file("nope")])
         #expect(missing.status != 0 && missing.output.contains("not an executable"), "\(missing.output)")
-        let relative = try sh([Self.install, "--destdir", dest.path, "--binary", agentBinary, "--prefix", "usr"])
+        let relative = try await sh([Self.install, "--destdir", dest.path, "--binary", agentBinary, "--prefix", "usr"])
         #expect(relative.status != 0 && relative.output.contains("must be absolute"), "\(relative.output)")
         #expect(Self.allFiles(under: dest.path).isEmpty, "a refused install wrote files")
     }
 
-    @Test func debPackageOfTheDebugBinaryHasTheRightFilesModesConffilesAndDepends() throws {
+    @Test func debPackageOfTheDebugBinaryHasTheRightFilesModesConffilesAndDepends() async throws {
         guard let dpkgDeb = which("dpkg-deb") else {
             print("SKIP build-deb.sh: dpkg-deb is not installed")
             return
         }
         let out = try TempDir()
         // A binary loading the Swift runtime dynamically is refused without the explicit flag.
-        let refused = try sh([Self.buildDeb, "--binary", agentBinary, "--out", out.path, "--no-strip", "--compression", "gzip"], timeout: .seconds(120))
+        let refused = try await sh([Self.buildDeb, "--binary", agentBinary, "--out", out.path, "--no-strip", "--compression", "gzip"], timeout: .seconds(120))
         #expect(refused.status != 0 && refused.output.contains("--static-swift-stdlib"), "\(refused.output)")
 
-        let built = try sh([Self.buildDeb, "--binary", agentBinary, "--out", out.path, "--no-strip", "--allow-dynamic-swift",
+        let built = try await sh([Self.buildDeb, "--binary", agentBinary, "--out", out.path, "--no-strip", "--allow-dynamic-swift",
                                 "--compression", "gzip"],
                            timeout: .seconds(240))
         #expect(built.status == 0, "\(built.output)")
         let deb = try #require(built.output.split(separator: "\n").last.map(String.init), "\(built.output)")
-        let arch = try sh(["dpkg", "--print-architecture"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let arch = try await sh(["dpkg", "--print-architecture"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
         let name = (deb as NSString).lastPathComponent
         #expect(name.hasPrefix("iomt-agent_") && name.hasSuffix("_\(arch).deb"), "\(name)")
 
         // Control fields.
-        func field(_ f: String) throws -> String {
-            try sh([dpkgDeb, "-f", deb, f]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        func field(_ f: String) async throws -> String {
+            try await sh([dpkgDeb, "-f", deb, f]).output.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        #expect(try field("Package") == "iomt-agent")
-        #expect(try field("Architecture") == arch)
-        let version = try field("Version")
+        #expect(try await field("Package") == "iomt-agent")
+        #expect(try await field("Architecture") == arch)
+        let version = try await field("Version")
         #expect(name == "iomt-agent_\(version)_\(arch).deb")
         #expect(version.first?.isNumber == true, "\(version)")
-        let depends = Set(try field("Depends").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        let depends = Set(try await field("Depends").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         #expect(depends.isSuperset(of: ["libmosquitto1", "libsqlite3-0", "libc6"]), "\(depends)")
         #expect(!depends.contains { $0.contains("swift") }, "\(depends)")
-        #expect(try field("Description").contains("TEST BUILD"), "a debug package must say so")
+        #expect(try await field("Description").contains("TEST BUILD"), "a debug package must say so")
 
         // Control archive: conffiles and maintainer scripts.
         let control = try TempDir()
-        #expect(try sh([dpkgDeb, "-e", deb, control.file("DEBIAN")]).status == 0)
+        #expect(try await sh([dpkgDeb, "-e", deb, control.file("DEBIAN")]).status == 0)
         #expect(control.read("DEBIAN/conffiles") == "/etc/iomt-agent/agent.yaml\n")
         for script in ["postinst", "prerm", "postrm"] {
             #expect(fileMode(control.file("DEBIAN/\(script)"))?.mode == 0o755, "\(script) mode")
-            let syntax = try sh(["sh", "-n", control.file("DEBIAN/\(script)")])
+            let syntax = try await sh(["sh", "-n", control.file("DEBIAN/\(script)")])
             #expect(syntax.status == 0, "\(script): \(syntax.output)")
         }
         let postinst = control.read("DEBIAN/postinst") ?? ""
@@ -183,7 +183,7 @@ struct InstallAndPackageTests {
         #expect(!(control.read("DEBIAN/postrm") ?? "").contains("rm -rf /var/lib"), "purge must keep the buffer")
 
         // Data archive: every file of the install layout, owned by root, with its mode.
-        let listing = try sh([dpkgDeb, "-c", deb]).output
+        let listing = try await sh([dpkgDeb, "-c", deb]).output
         var listed: [String: (mode: String, owner: String)] = [:]
         for line in listing.split(separator: "\n") {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -204,17 +204,17 @@ struct InstallAndPackageTests {
 
         // Extract and run the packaged binary.
         let root = try TempDir()
-        #expect(try sh([dpkgDeb, "-x", deb, root.path]).status == 0)
-        let help = try sh([root.path + "/usr/bin/iomt-agent", "--help"])
+        #expect(try await sh([dpkgDeb, "-x", deb, root.path]).status == 0)
+        let help = try await sh([root.path + "/usr/bin/iomt-agent", "--help"])
         #expect(help.status == 0 && help.output.contains("USAGE: iomt-agent"), "\(help.output)")
-        let check = try sh([root.path + "/usr/bin/iomt-agent", "config", "check", "--config", root.path + "/etc/iomt-agent/agent.yaml"])
+        let check = try await sh([root.path + "/usr/bin/iomt-agent", "config", "check", "--config", root.path + "/etc/iomt-agent/agent.yaml"])
         #expect(check.status == 0, "\(check.output)")
     }
 
     /// The package installed, upgraded over an edited configuration and purged with the real dpkg,
     /// into a scratch root (`dpkg --root --force-script-chrootless`: the maintainer scripts run
     /// here with DPKG_ROOT set, so the account and permissions land inside the scratch root).
-    @Test func dpkgInstallUpgradeAndPurgeInAScratchRoot() throws {
+    @Test func dpkgInstallUpgradeAndPurgeInAScratchRoot() async throws {
         guard let dpkg = which("dpkg"), which("dpkg-deb") != nil else {
             print("SKIP dpkg --root: dpkg is not installed")
             return
@@ -228,7 +228,7 @@ struct InstallAndPackageTests {
             return
         }
         let out = try TempDir()
-        let built = try sh([Self.buildDeb, "--binary", agentBinary, "--out", out.path, "--no-strip", "--allow-dynamic-swift",
+        let built = try await sh([Self.buildDeb, "--binary", agentBinary, "--out", out.path, "--no-strip", "--allow-dynamic-swift",
                             "--compression", "gzip"], timeout: .seconds(240))
         let deb = try #require(built.status == 0 ? built.output.split(separator: "\n").last.map(String.init) : nil, "\(built.output)")
 
@@ -238,9 +238,9 @@ struct InstallAndPackageTests {
         }
         try root.write("var/lib/dpkg/status", "")
         let base = [dpkg, "--root=\(root.path)", "--force-script-chrootless", "--force-depends", "--log=/dev/null"]
-        let hostHadUser = (try sh(["getent", "passwd", "iomt"])).status == 0
+        let hostHadUser = (try await sh(["getent", "passwd", "iomt"])).status == 0
 
-        let install = try sh(base + ["-i", deb])
+        let install = try await sh(base + ["-i", deb])
         #expect(install.status == 0, "\(install.output)")
         #expect(install.output.contains("installed but not started"), "the postinst hint: \(install.output)")
         let passwd = root.read("etc/passwd") ?? ""
@@ -262,13 +262,13 @@ struct InstallAndPackageTests {
         let config = root.file("etc/iomt-agent/agent.yaml")
         let edited = (root.read("etc/iomt-agent/agent.yaml") ?? "") + "# edited on site\n"
         try root.write("etc/iomt-agent/agent.yaml", edited)
-        let upgrade = try sh(base + ["--force-confold", "-i", deb])
+        let upgrade = try await sh(base + ["--force-confold", "-i", deb])
         #expect(upgrade.status == 0, "\(upgrade.output)")
         #expect(try readText(config) == edited, "the upgrade replaced the edited configuration")
 
         // Purge: the program and the configuration go, the buffer stays.
         try root.write("var/lib/iomt-agent/buffer.db", "readings not yet delivered")
-        let purge = try sh(base + ["--purge", "iomt-agent"])
+        let purge = try await sh(base + ["--purge", "iomt-agent"])
         #expect(purge.status == 0, "\(purge.output)")
         #expect(fileMode(root.file("usr/bin/iomt-agent")) == nil)
         #expect(fileMode(config) == nil, "purge keeps the configuration")
@@ -276,7 +276,7 @@ struct InstallAndPackageTests {
         #expect(purge.output.contains("was kept"), "\(purge.output)")
 
         // Nothing reached this machine's own accounts.
-        let hostHasUser = (try sh(["getent", "passwd", "iomt"])).status == 0
+        let hostHasUser = (try await sh(["getent", "passwd", "iomt"])).status == 0
         #expect(hostHasUser == hostHadUser, "the maintainer scripts changed the host's accounts")
     }
 }

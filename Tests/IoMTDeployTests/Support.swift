@@ -33,8 +33,8 @@ func which(_ tool: String) -> String? {
 
 /// Runs a command (bounded), returning its status and merged output.
 @discardableResult
-func sh(_ arguments: [String], timeout: Duration = .seconds(120)) throws -> (status: Int32, output: String) {
-    try ChildProcess.run(arguments, timeout: timeout)
+func sh(_ arguments: [String], timeout: Duration = .seconds(120)) async throws -> (status: Int32, output: String) {
+    try await ChildProcess.run(arguments, timeout: timeout)
 }
 
 /// Permission bits, owner and group of a file (lstat), or nil if it does not exist.

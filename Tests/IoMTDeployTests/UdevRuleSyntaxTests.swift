@@ -168,7 +168,7 @@ struct UdevRuleSyntaxTests {
             .filter { $0.hasSuffix(".rules") || $0.hasSuffix(".rules.example") }.sorted()
     }
 
-    @Test func everyRuleLineOfEveryFileUsesKnownKeysAndOperators() throws {
+    @Test func everyRuleLineOfEveryFileUsesKnownKeysAndOperators() async throws {
         let files = try Self.ruleFiles()
         #expect(files.contains("70-iomt-serial.rules") && files.contains("72-iomt-bluetooth.rules"), "\(files)")
         var ruleCount = 0
@@ -181,7 +181,7 @@ struct UdevRuleSyntaxTests {
         #expect(ruleCount >= 15, "only \(ruleCount) rule lines: is the parser skipping them?")
     }
 
-    @Test func theCheckerRejectsWhatUdevWouldReject() throws {
+    @Test func theCheckerRejectsWhatUdevWouldReject() async throws {
         let cases: [(String, String)] = [
             (#"SUBSYSTEM="tty", GROUP="iomt""#, "SUBSYSTEM with operator ="),
             (#"SUBSYSTEM=="tty", GROUP=="iomt""#, "GROUP with operator =="),
@@ -214,7 +214,7 @@ struct UdevRuleSyntaxTests {
         #expect(UdevRules.lines(good).count == 5, "continuation lines are joined")
     }
 
-    @Test func serialAndBluetoothRulesGiveGroupIomtAndKeepModemManagerAway() throws {
+    @Test func serialAndBluetoothRulesGiveGroupIomtAndKeepModemManagerAway() async throws {
         for file in try Self.ruleFiles() {
             let text = try readText("\(Self.dir)/\(file)")
             for (number, line) in UdevRules.lines(text) {
@@ -241,18 +241,18 @@ struct UdevRuleSyntaxTests {
         #expect("70-iomt-serial.rules" < "72-iomt-bluetooth.rules" && "72-iomt-bluetooth.rules" < "77-mm-usb-device-blacklist.rules")
     }
 
-    @Test func udevadmVerifyWhenAvailable() throws {
+    @Test func udevadmVerifyWhenAvailable() async throws {
         guard let udevadm = which("udevadm") else {
             print("SKIP udevadm verify: udevadm is not installed here (Debian package udev)")
             return
         }
-        let help = try sh([udevadm, "verify", "--help"])
+        let help = try await sh([udevadm, "verify", "--help"])
         guard help.status == 0 else {
             print("SKIP udevadm verify: this udevadm has no verify command (it needs systemd 254 or newer): \(help.output.prefix(200))")
             return
         }
         let files = try Self.ruleFiles().map { "\(Self.dir)/\($0)" }
-        let result = try sh([udevadm, "verify", "--resolve-names=never"] + files)
+        let result = try await sh([udevadm, "verify", "--resolve-names=never"] + files)
         #expect(result.status == 0, "udevadm verify: \(result.output)")
     }
 }

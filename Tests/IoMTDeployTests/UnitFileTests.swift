@@ -16,20 +16,20 @@ struct UnitFileTests {
         return dir.file("iomt-agent.service")
     }
 
-    @Test func systemdAnalyzeVerifyPassesWithoutAnyWarning() throws {
+    @Test func systemdAnalyzeVerifyPassesWithoutAnyWarning() async throws {
         guard let analyze = which("systemd-analyze") else {
             print("SKIP systemd-analyze verify: systemd-analyze is not installed (Debian package systemd; scripts/setup.sh installs it)")
             return
         }
         let dir = try TempDir()
         let unit = try Self.unitForVerify(in: dir)
-        let result = try sh([analyze, "verify", unit])
+        let result = try await sh([analyze, "verify", unit])
         #expect(result.status == 0, "systemd-analyze verify: \(result.output)")
         // verify exits 0 on unknown keys and bad values ("ignoring"): any output is a finding.
         #expect(result.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(result.output)")
     }
 
-    @Test func verifyWouldCatchAMisspelledKey() throws {
+    @Test func verifyWouldCatchAMisspelledKey() async throws {
         guard let analyze = which("systemd-analyze") else {
             print("SKIP: systemd-analyze is not installed")
             return
@@ -37,18 +37,18 @@ struct UnitFileTests {
         let dir = try TempDir()
         let unit = try Self.unitForVerify(in: dir)
         try dir.write("iomt-agent.service", try readText(unit).replacingOccurrences(of: "WatchdogSec=", with: "WatchDogSec="))
-        let result = try sh([analyze, "verify", unit])
+        let result = try await sh([analyze, "verify", unit])
         #expect(result.output.contains("WatchDogSec"), "the warning check above would be blind: \(result.output)")
     }
 
-    @Test func offlineSecurityExposureStaysLow() throws {
+    @Test func offlineSecurityExposureStaysLow() async throws {
         guard let analyze = which("systemd-analyze") else {
             print("SKIP systemd-analyze security: not installed")
             return
         }
         let dir = try TempDir()
         let unit = try Self.unitForVerify(in: dir)
-        let result = try sh([analyze, "security", "--offline=true", "--no-pager", unit])
+        let result = try await sh([analyze, "security", "--offline=true", "--no-pager", unit])
         guard let line = result.output.split(separator: "\n").first(where: { $0.contains("Overall exposure level") }),
               let score = line.split(separator: " ").compactMap({ Double($0) }).first else {
             if result.output.contains("--offline") || result.output.contains("unrecognized option") {
@@ -63,7 +63,7 @@ struct UnitFileTests {
         #expect(score <= 4.5, "exposure \(score): hardening was lost?\n\(result.output)")
     }
 
-    @Test func unitSettingsTheAgentRelyOn() throws {
+    @Test func unitSettingsTheAgentRelyOn() async throws {
         let unit = UnitFile(text: try readText(Self.unitPath))
         let s = "Service"
         #expect(unit.value(s, "Type") == "notify")
@@ -99,7 +99,7 @@ struct UnitFileTests {
         #expect(unit.value("Install", "WantedBy") == "multi-user.target")
     }
 
-    @Test func unitDirectoriesMatchTheDefaultConfiguration() throws {
+    @Test func unitDirectoriesMatchTheDefaultConfiguration() async throws {
         let unit = UnitFile(text: try readText(Self.unitPath))
         let config = try readText("\(repoRoot)/deploy/agent.yaml")
         let stateDir = "/var/lib/" + (unit.value("Service", "StateDirectory") ?? "?")
@@ -109,22 +109,22 @@ struct UnitFileTests {
         #expect(unit.value("Service", "ExecStart")?.hasSuffix("--config \(configDir)/agent.yaml") == true)
     }
 
-    @Test func defaultConfigurationPassesConfigCheck() throws {
-        let result = try sh([agentBinary, "config", "check", "--config", "\(repoRoot)/deploy/agent.yaml"])
+    @Test func defaultConfigurationPassesConfigCheck() async throws {
+        let result = try await sh([agentBinary, "config", "check", "--config", "\(repoRoot)/deploy/agent.yaml"])
         #expect(result.status == 0 && result.output.contains("configuration OK"), "\(result.output)")
         let config = try readText("\(repoRoot)/deploy/agent.yaml")
-        #expect(config.contains("# bluetooth:"), "the Bluetooth placeholder is missing")
-        #expect(config.contains("NOT YET AVAILABLE"), "the placeholder must say it is not available yet")
+        #expect(config.contains("# bluetooth:"), "the commented Bluetooth example is missing")
+        #expect(config.contains("\ncontrol:\n"), "the control socket section is missing")
     }
 
-    @Test func sysusersCreatesTheServiceAccount() throws {
+    @Test func sysusersCreatesTheServiceAccount() async throws {
         guard let sysusers = which("systemd-sysusers") else {
             print("SKIP systemd-sysusers: not installed (Debian package systemd)")
             return
         }
         let root = try TempDir()
         try root.makeDirectory("etc")
-        let result = try sh([sysusers, "--root=\(root.path)", "\(repoRoot)/deploy/sysusers.d/iomt-agent.conf"])
+        let result = try await sh([sysusers, "--root=\(root.path)", "\(repoRoot)/deploy/sysusers.d/iomt-agent.conf"])
         #expect(result.status == 0, "\(result.output)")
         let passwd = root.read("etc/passwd") ?? ""
         let user = passwd.split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init) }
@@ -136,17 +136,17 @@ struct UnitFileTests {
         #expect(group.map { $0.split(separator: ":")[2] == u[3] } == true, "group iomt with the user's gid: \(String(describing: group))")
     }
 
-    @Test func tmpfilesGivesTheConfigurationToGroupIomt() throws {
+    @Test func tmpfilesGivesTheConfigurationToGroupIomt() async throws {
         guard let sysusers = which("systemd-sysusers"), let tmpfiles = which("systemd-tmpfiles") else {
             print("SKIP systemd-tmpfiles: not installed (Debian package systemd)")
             return
         }
         let root = try TempDir()
         try root.makeDirectory("etc")
-        try sh([sysusers, "--root=\(root.path)", "\(repoRoot)/deploy/sysusers.d/iomt-agent.conf"])
+        try await sh([sysusers, "--root=\(root.path)", "\(repoRoot)/deploy/sysusers.d/iomt-agent.conf"])
         try root.makeDirectory("etc/iomt-agent")
         try root.write("etc/iomt-agent/agent.yaml", "gateway: {id: x}\n")
-        let result = try sh([tmpfiles, "--root=\(root.path)", "--create", "\(repoRoot)/deploy/tmpfiles.d/iomt-agent.conf"])
+        let result = try await sh([tmpfiles, "--root=\(root.path)", "--create", "\(repoRoot)/deploy/tmpfiles.d/iomt-agent.conf"])
         #expect(result.status == 0, "\(result.output)")
         let gid = (root.read("etc/group") ?? "").split(separator: "\n").first { $0.hasPrefix("iomt:") }
             .flatMap { UInt32($0.split(separator: ":")[2]) }

@@ -226,14 +226,14 @@ func sample(_ name: String) throws -> Reading { try #require(samples.first { $0.
         #expect((try render(try sample("empty"))["entry"] as? [Any])?.isEmpty == true)
     }
 
-    @Test func everyEmittedResourceValidatesWithFHIRResourcesR4() throws {
+    @Test func everyEmittedResourceValidatesWithFHIRResourcesR4() async throws {
         let dir = try TempDir(prefix: "iomt-fhir")
         let docs = samples.map { String(decoding: FHIRFormat.json($0.reading), as: UTF8.self) }
         #expect(docs.count == samples.count && docs.allSatisfy { !$0.contains("\n") && !$0.contains(":nan") && !$0.contains(":NaN") && !$0.contains(":Infinity") && !$0.contains(":-Infinity") })
         try docs.joined(separator: "\n").write(toFile: dir.file("bundles.jsonl"), atomically: true, encoding: .utf8)
         let python = "\(repoRoot)/.venv/bin/python"
         #expect(FileManager.default.isExecutableFile(atPath: python), "\(python) is missing: run scripts/setup.sh")
-        let result = try ChildProcess.run([python, "\(repoRoot)/scripts/validate_fhir.py", dir.file("bundles.jsonl")])
+        let result = try await ChildProcess.run([python, "\(repoRoot)/scripts/validate_fhir.py", dir.file("bundles.jsonl")])
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("validated \(samples.count) FHIR R4 document(s)"), "\(result.output)")
         #expect(result.output.contains("(FHIR 4.0.1)"), "\(result.output)")
@@ -247,13 +247,13 @@ func sample(_ name: String) throws -> Reading { try #require(samples.first { $0.
         ("\"valueQuantity\":{", "\"dataAbsentReason\":{\"text\":\"x\"},\"valueQuantity\":{"),      // obs-6
         ("\"ifNoneExist\"", "\"ifNoneExistX\""),                                   // not a conditional create
     ])
-    func validatorRejectsBrokenDocuments(_ change: (String, String)) throws {
+    func validatorRejectsBrokenDocuments(_ change: (String, String)) async throws {
         let dir = try TempDir(prefix: "iomt-fhir-bad")
         let good = String(decoding: FHIRFormat.json(try sample("spo2 spot-check")), as: UTF8.self)
         #expect(good.contains(change.0))
         let bad = good.replacingOccurrences(of: change.0, with: change.1)
         try bad.write(toFile: dir.file("bad.json"), atomically: true, encoding: .utf8)
-        let result = try ChildProcess.run(["\(repoRoot)/.venv/bin/python", "\(repoRoot)/scripts/validate_fhir.py", dir.file("bad.json")])
+        let result = try await ChildProcess.run(["\(repoRoot)/.venv/bin/python", "\(repoRoot)/scripts/validate_fhir.py", dir.file("bad.json")])
         #expect(result.status != 0, "accepted: \(change.1)")
         #expect(result.output.contains("invalid"), "\(result.output)")
     }

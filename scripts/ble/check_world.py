@@ -157,6 +157,21 @@ class Checker:
         await asyncio.wait_for(enough, 10.0)
         return received
 
+    async def wait_advertising(self, address: str, timeout: float = 10.0) -> None:
+        seen = asyncio.get_running_loop().create_future()
+
+        def on_advertisement(advertisement) -> None:
+            if str(advertisement.address).split("/")[0].upper() == address.upper() and not seen.done():
+                seen.set_result(None)
+
+        self.device.on("advertisement", on_advertisement)
+        await self.device.start_scanning(active=False, filter_duplicates=False)
+        try:
+            await asyncio.wait_for(seen, timeout)
+        finally:
+            self.device.remove_listener("advertisement", on_advertisement)
+            await self.device.stop_scanning()
+
     async def disconnect(self, connection) -> None:
         if connection.handle in self.device.connections:
             await connection.disconnect()
@@ -215,6 +230,8 @@ class Checker:
             answer = await self.control({"cmd": "rotate-address", "peripheral": spec["name"]})
             expect(answer.get("ok") is True, f"rotate-address: {answer}")
             self.ready["peripherals"][spec["name"]]["address"] = answer["address"]
+            # Connect only once the new address is on the air (the rotation restarts advertising).
+            await self.wait_advertising(answer["address"])
             connection, peer = await self.connect(spec["name"])
             await connection.encrypt()
             expect(connection.is_encrypted, "not encrypted with the stored key after the address rotated")
