@@ -61,7 +61,9 @@ struct Run: AsyncParsableCommand {
         do {
             config = try options.load()
         } catch let errors as ConfigErrors {
-            throw ValidationError("\(errors)")
+            // EX_CONFIG (78), no usage text: the unit's RestartPreventExitStatus stops a restart loop.
+            printError("\(errors)")
+            throw ExitCode(78)
         }
         let logger = makeLogger(level: config.log.level)
         let agent = Agent(config: config, options: .init(exitWhenDrained: exitWhenDrained), logger: logger)
