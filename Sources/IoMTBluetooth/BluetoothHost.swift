@@ -92,18 +92,18 @@ public actor BluetoothHost {
                 await self.sendL2CAP(frame.handle, channel: frame.channel, payload: frame.payload)
             }
         }
-        readerTask = Task { [weak self] in
-            do {
-                for try await packet in stream {
-                    guard let self else { return }
-                    await self.handle(packet)
-                }
-                await self?.transportEnded("the controller closed the connection")
-            } catch {
-                await self?.transportEnded("\(error)")
-            }
-        }
+        // The read loop runs on this actor: each packet resumes it here directly (one hop, not two).
+        readerTask = Task { await self.readLoop(stream) }
         try await initialise()
+    }
+
+    private func readLoop(_ stream: AsyncThrowingStream<HCIPacket, any Error>) async {
+        do {
+            for try await packet in stream { handle(packet) }
+            transportEnded("the controller closed the connection")
+        } catch {
+            transportEnded("\(error)")
+        }
     }
 
     private func initialise() async throws(BluetoothHostError) {
@@ -166,7 +166,7 @@ public actor BluetoothHost {
         pendingConnect?.waiter.resume(throwing: error)
         pendingConnect = nil
         cancelDone()
-        for (_, link) in links { link.deliver(.disconnected(.connectionTerminatedByLocalHost)) }
+        for (_, link) in links { deliver(.disconnected(.connectionTerminatedByLocalHost), to: link) }
         links.removeAll()
         for (_, s) in scanSubscribers { s.finish() }
         scanSubscribers.removeAll()
@@ -282,7 +282,7 @@ public actor BluetoothHost {
             }
             if let frame {
                 if let link = links[frame.handle] {
-                    link.deliver(.l2cap(channel: frame.channelID, payload: frame.payload))
+                    deliver(.l2cap(channel: frame.channelID, payload: frame.payload), to: link)
                 } else {
                     count("acl", "ACL data for unknown connection \(frame.handle)")
                 }
@@ -319,7 +319,7 @@ public actor BluetoothHost {
             guard status == .success else { return }
             if let link = links.removeValue(forKey: handle) {
                 logger.info("Bluetooth link down", metadata: ["peer": "\(link.peer)", "reason": "\(reason)"])
-                link.deliver(.disconnected(reason))
+                deliver(.disconnected(reason), to: link)
             }
             reassembler.disconnected(handle)
             if var a = acl {
@@ -328,9 +328,9 @@ public actor BluetoothHost {
                 for p in sendable { send(.acl(p)) }
             }
         case let .encryptionChange(status, handle, enabled, keySize):
-            links[handle]?.deliver(.encryptionChanged(status: status, enabled: enabled, keySize: keySize))
+            if let link = links[handle] { deliver(.encryptionChanged(status: status, enabled: enabled, keySize: keySize), to: link) }
         case let .encryptionKeyRefreshComplete(status, handle):
-            links[handle]?.deliver(.encryptionChanged(status: status, enabled: status == .success, keySize: nil))
+            if let link = links[handle] { deliver(.encryptionChanged(status: status, enabled: status == .success, keySize: nil), to: link) }
         case .numberOfCompletedPackets(let done):
             if var a = acl {
                 let sendable = a.completed(done)
@@ -510,6 +510,12 @@ public actor BluetoothHost {
     }
 
     // MARK: - For links
+
+    /// Hands a link its input at once: links run on this actor's executor (see
+    /// `LELink.unownedExecutor`), so this is a plain call in controller order, not a task hop.
+    private func deliver(_ input: LinkInput, to link: LELink) {
+        link.assumeIsolated { $0.process(input) }
+    }
 
     /// Queues an L2CAP frame from a link; frames leave in the order they were queued.
     nonisolated func enqueueL2CAP(_ handle: ConnectionHandle, channel: UInt16, payload: [UInt8]) {

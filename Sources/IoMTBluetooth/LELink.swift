@@ -79,6 +79,10 @@ public actor LELink {
     nonisolated let inbox: AsyncStream<LinkInput>.Continuation
     private let eventSink: AsyncStream<LinkEvent>.Continuation
     private weak var host: BluetoothHost?
+    /// Links share their host's serial executor: the host hands them controller input with a
+    /// plain call (no task hop per packet), while each link keeps its own isolated state.
+    private nonisolated let executorHost: BluetoothHost
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executorHost.unownedExecutor }
     private let logger: Logger
 
     private var gatt = GATTClient()
@@ -103,6 +107,7 @@ public actor LELink {
         self.peer = peer
         self.local = local
         self.host = host
+        self.executorHost = host
         var l = logger
         l[metadataKey: "peer"] = "\(peer)"
         self.logger = l
@@ -125,7 +130,7 @@ public actor LELink {
 
     // MARK: - Input
 
-    private func process(_ input: LinkInput) {
+    func process(_ input: LinkInput) {
         switch input {
         case let .l2cap(channel, payload):
             switch channel {

@@ -45,11 +45,12 @@ final class Counter: Sendable {
 
 var logger = Logger(label: "ble-bench")
 logger.logLevel = .warning
-let transport = try openHCITransport(.tcp(host: "127.0.0.1", port: port))
+let transport: any HCITransport
+do { transport = try openHCITransport(.tcp(host: "127.0.0.1", port: port)) } catch { fail("\(error)") }
 var own = secureRandomBytes(6)
 own[5] |= 0xC0
 let host = BluetoothHost(transport: transport, options: .init(ownAddress: BDAddress(wireBytes: own)!), logger: logger)
-try await host.start()
+do { try await host.start() } catch { fail("\(error)") }
 let counter = Counter()
 var advToFirst: [Double] = []
 var links: [LELink] = []
