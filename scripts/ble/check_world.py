@@ -157,11 +157,11 @@ class Checker:
         await asyncio.wait_for(enough, 10.0)
         return received
 
-    async def wait_advertising(self, address: str, timeout: float = 10.0) -> None:
+    async def wait_advertising(self, addresses: set[str], timeout: float = 10.0) -> None:
         seen = asyncio.get_running_loop().create_future()
 
         def on_advertisement(advertisement) -> None:
-            if str(advertisement.address).split("/")[0].upper() == address.upper() and not seen.done():
+            if str(advertisement.address).split("/")[0].upper() in addresses and not seen.done():
                 seen.set_result(None)
 
         self.device.on("advertisement", on_advertisement)
@@ -231,7 +231,9 @@ class Checker:
             expect(answer.get("ok") is True, f"rotate-address: {answer}")
             self.ready["peripherals"][spec["name"]]["address"] = answer["address"]
             # Connect only once the new address is on the air (the rotation restarts advertising).
-            await self.wait_advertising(answer["address"])
+            # Bumble's central reports an address its keystore resolves as the identity address.
+            await self.wait_advertising({answer["address"].upper(),
+                                         self.ready["peripherals"][spec["name"]]["identity_address"].upper()})
             connection, peer = await self.connect(spec["name"])
             await connection.encrypt()
             expect(connection.is_encrypted, "not encrypted with the stored key after the address rotated")

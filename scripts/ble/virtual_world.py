@@ -278,6 +278,7 @@ class Peripheral:
         self.sent_per_connection: dict[int, int] = {}
         self.garbage_done: set[int] = set()
         self.tasks: set[asyncio.Task] = set()
+        self.advertising_lock = asyncio.Lock()
         self.measurement_characteristic: Characteristic | None = None
         self.build_gatt()
         self.device.on("connection", self.on_connection)
@@ -353,30 +354,35 @@ class Peripheral:
         task.add_done_callback(self.tasks.discard)
 
     async def start_advertising(self) -> None:
-        self.advertise_wanted = True
-        if self.away or self.device.is_advertising:
-            return
-        if self.connections:  # one link at a time; advertise again after it ends
-            return
-        await self.device.start_advertising(advertising_data=self.advertising_data(), scan_response_data=b"")
-        log.info("%s advertising as %s", self.name, self.device.random_address)
+        # One advertising change at a time: a re-advertise after a disconnection and a
+        # rotate-address command racing each other broke Bumble's advertising set (error '0').
+        async with self.advertising_lock:
+            self.advertise_wanted = True
+            if self.away or self.device.is_advertising:
+                return
+            if self.connections:  # one link at a time; advertise again after it ends
+                return
+            await self.device.start_advertising(advertising_data=self.advertising_data(), scan_response_data=b"")
+            log.info("%s advertising as %s", self.name, self.device.random_address)
 
     async def stop_advertising(self) -> None:
-        self.advertise_wanted = False
-        await self.device.stop_advertising()
+        async with self.advertising_lock:
+            self.advertise_wanted = False
+            await self.device.stop_advertising()
 
     async def rotate_address(self) -> str:
         if not self.privacy:
             raise ValueError(f"{self.name} has no privacy (spec option privacy: true)")
-        was_advertising = self.device.is_advertising
-        await self.device.stop_advertising()
-        address = hci.Address.generate_private_address(self.device.irk)
-        await self.device.send_sync_command(hci.HCI_LE_Set_Random_Address_Command(random_address=address))
-        self.device.random_address = address
-        if was_advertising:
-            await self.device.start_advertising(advertising_data=self.advertising_data(), scan_response_data=b"")
-        log.info("%s rotated to %s", self.name, address)
-        return str(address)
+        async with self.advertising_lock:
+            was_advertising = self.device.is_advertising
+            await self.device.stop_advertising()
+            address = hci.Address.generate_private_address(self.device.irk)
+            await self.device.send_sync_command(hci.HCI_LE_Set_Random_Address_Command(random_address=address))
+            self.device.random_address = address
+            if was_advertising or (self.advertise_wanted and not self.away and not self.connections):
+                await self.device.start_advertising(advertising_data=self.advertising_data(), scan_response_data=b"")
+            log.info("%s rotated to %s", self.name, address)
+            return str(address)
 
     def on_connection(self, connection) -> None:
         handle = connection.handle
