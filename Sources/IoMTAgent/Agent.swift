@@ -55,6 +55,9 @@ public struct Agent: Service {
         let startedAt = clock.now()
         try StateDirectory.prepare(config.stateDir)
         let password = try config.broker.passwordFile.map { path throws(AgentError) in try SecretFile.read(path) }
+        let patientReference = try config.output.patientPseudonymKeyFile.map { path throws(AgentError) in
+            try PatientReference(keyFile: path)
+        } ?? .identity
 
         let buffer: SQLiteBuffer
         do {
@@ -106,14 +109,19 @@ public struct Agent: Service {
             settings: .init(gatewayID: config.gateway.id, topics: topics,
                             maxDelay: .milliseconds(config.buffer.commitMaxDelayMilliseconds),
                             maxBatch: config.buffer.commitMaxBatch,
-                            format: config.output.format == .fhir ? .fhir(FHIROptions()) : .json),
+                            format: config.output.format == .fhir
+                                ? .fhir(patientReference.isPseudonymous
+                                        ? FHIROptions(patientIdentifierSystem: "urn:iomt-agent:patient-pseudonym") : FHIROptions())
+                                : .json,
+                            patientReference: patientReference),
             clock: clock, logger: logger, initialSequences: sequences,
             onCommitted: { doorbell.ring() })
 
         // Issue 7: the registry binds devices to patients, the audit trail records every change,
         // and the control socket serves the CLI.
         let audit = AuditTrail(log: AuditLog(stateDir: config.stateDir, gatewayID: config.gateway.id, clock: clock),
-                               buffer: buffer, topic: topics.audit, logger: logger, onStored: { doorbell.ring() })
+                               buffer: buffer, topic: topics.audit, logger: logger, patientReference: patientReference,
+                               onStored: { doorbell.ring() })
         if let problem = registry.recoveredFromCorruption {
             logger.error("\(problem)")
             try? await audit.record(audit.log.event(.registryRecovered, deviceID: nil, patientBefore: nil, patientAfter: nil,

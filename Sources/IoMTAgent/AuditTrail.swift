@@ -21,9 +21,12 @@ public struct AuditTrail: Sendable {
     let topic: String
     let logger: Logger
     let onStored: @Sendable () -> Void
+    /// How the broker copy names patients (the audit file keeps the real ids).
+    let patientReference: PatientReference
 
     public init(log: AuditLog, buffer: SQLiteBuffer, topic: String, logger: Logger,
-                onStored: @escaping @Sendable () -> Void = {}) {
+                patientReference: PatientReference = .identity, onStored: @escaping @Sendable () -> Void = {}) {
+        self.patientReference = patientReference
         self.log = log
         self.buffer = buffer
         self.topic = topic
@@ -35,7 +38,10 @@ public struct AuditTrail: Sendable {
     /// reported as not audited); a failure to queue it for the broker is logged, the file keeps it.
     public func record(_ event: AuditEvent) async throws(FileError) {
         try log.append(event)
-        let message = OutgoingMessage(id: event.id, kind: .event, topic: topic, payload: event.json(gatewayID: log.gatewayID),
+        var wire = event
+        wire.patientBefore = wire.patientBefore.map { patientReference($0) }
+        wire.patientAfter = wire.patientAfter.map { patientReference($0) }
+        let message = OutgoingMessage(id: event.id, kind: .event, topic: topic, payload: wire.json(gatewayID: log.gatewayID),
                                       deviceID: nil, sequence: nil, priority: AuditTrail.priority, createdAt: event.at)
         do {
             let outcome = try await buffer.append([message])

@@ -113,8 +113,12 @@ public final class StandaloneControl: Sendable {
             onFull: config.buffer.onFull == .dropOldest ? .dropOldest : .reject,
             gatewayID: config.gateway.id, gapTopic: topics.gaps, logger: logger)
         let registry = try DeviceRegistry(stateDir: config.stateDir)
+        // The broker copy of audit events names patients as the daemon would (pseudonyms when configured).
+        let patientReference = try config.output.patientPseudonymKeyFile.map { path throws(AgentError) in
+            try PatientReference(keyFile: path)
+        } ?? .identity
         let audit = AuditTrail(log: AuditLog(stateDir: config.stateDir, gatewayID: config.gateway.id),
-                               buffer: buffer, topic: topics.audit, logger: logger)
+                               buffer: buffer, topic: topics.audit, logger: logger, patientReference: patientReference)
         let agent = Agent(config: config, logger: logger)
         service = ControlService(config: config, buffer: buffer, registry: registry, audit: audit,
                                  sources: agent.makeSources(), live: nil, bluetooth: nil, clock: SystemWallClock(),

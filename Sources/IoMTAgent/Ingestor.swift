@@ -37,7 +37,11 @@ public actor Ingestor: ReadingSink {
         public var maxDelay: Duration
         public var maxBatch: Int
         public var format: Format
-        public init(gatewayID: String, topics: Topics, maxDelay: Duration, maxBatch: Int, format: Format = .json) {
+        /// How the patient is named on the wire (`output.patient_pseudonym_key_file`).
+        public var patientReference: PatientReference
+        public init(gatewayID: String, topics: Topics, maxDelay: Duration, maxBatch: Int, format: Format = .json,
+                    patientReference: PatientReference = .identity) {
+            self.patientReference = patientReference
             self.gatewayID = gatewayID
             self.topics = topics
             self.maxDelay = maxDelay
@@ -135,7 +139,9 @@ public actor Ingestor: ReadingSink {
             sequences[deviceID] = seq
             touched[deviceID] = seq
             let received = p.reading.receivedAt
-            let reading = Reading(id: ids.next(at: clock.now()), gatewayID: settings.gatewayID, sequence: seq, body: p.reading)
+            var body = p.reading
+            body.patientID = settings.patientReference(body.patientID)
+            let reading = Reading(id: ids.next(at: clock.now()), gatewayID: settings.gatewayID, sequence: seq, body: body)
             messages.append(OutgoingMessage(
                 id: reading.id, kind: .reading, topic: settings.topics.readings(deviceID: deviceID),
                 payload: settings.format.render(reading), deviceID: deviceID, sequence: seq, priority: 0, createdAt: received,

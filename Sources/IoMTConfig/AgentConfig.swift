@@ -196,8 +196,15 @@ public struct AgentConfig: Sendable, Equatable {
     public struct Output: Sendable, Equatable {
         /// `output.format`. Default `json`.
         public var format: OutputFormat
+        /// `output.patient_pseudonym_key_file`: when set, readings carry a keyed pseudonym
+        /// (HMAC-SHA256 under this key) instead of the patient id, so a broker operator without
+        /// the key sees no identifiers. The file must be readable by the agent only (0600).
+        public var patientPseudonymKeyFile: String?
         /// Creates output settings.
-        public init(format: OutputFormat = .json) { self.format = format }
+        public init(format: OutputFormat = .json, patientPseudonymKeyFile: String? = nil) {
+            self.format = format
+            self.patientPseudonymKeyFile = patientPseudonymKeyFile
+        }
     }
 
     /// One entry of `simulators`: a simulated device.

@@ -26,7 +26,7 @@ enum Keys {
                          "reconnect_max_ms", "status_interval_s"]
     static let buffer = ["max_bytes", "on_full", "order", "backlog_share", "commit_max_delay_ms",
                          "commit_max_batch"]
-    static let output = ["format"]
+    static let output = ["format", "patient_pseudonym_key_file"]
     static let simulator = ["profile", "patient", "rate", "count", "id", "seed"]
     static let serial = ["profile", "patient", "port", "match", "id", "baud", "data_bits", "parity", "stop_bits",
                          "rtscts", "reconnect_min_ms", "reconnect_max_ms", "line_profile"]
@@ -79,13 +79,19 @@ extension ConfigReader {
 
         // output
         var output = AgentConfig.Output()
-        if let o = section(top.values["output"], path: "output", parentLine: line(top, "output"), keys: Keys.output),
-           let (name, line) = text(o, "format") {
-            let format = OutputFormat(rawValue: name)
-            if OutputFormat.known.contains(format) {
-                output.format = format
-            } else {
-                report("output.format", line, "must be json (the only format so far), got \"\(clip(name))\"")
+        if let o = section(top.values["output"], path: "output", parentLine: line(top, "output"), keys: Keys.output) {
+            if let (name, line) = text(o, "format") {
+                let format = OutputFormat(rawValue: name)
+                if OutputFormat.known.contains(format) {
+                    output.format = format
+                } else {
+                    report("output.format", line, "must be json or fhir, got \"\(clip(name))\"")
+                }
+            }
+            if let (path, line) = optionalText(o, "patient_pseudonym_key_file") {
+                if path.hasPrefix("/") { output.patientPseudonymKeyFile = path } else {
+                    report("output.patient_pseudonym_key_file", line, "must be an absolute path, got \"\(clip(path))\"")
+                }
             }
         }
 
