@@ -55,6 +55,8 @@ public struct Agent: Service {
         let startedAt = clock.now()
         try StateDirectory.prepare(config.stateDir)
         let password = try config.broker.passwordFile.map { path throws(AgentError) in try SecretFile.read(path) }
+        // The TLS client key is read by libmosquitto; a key others can read is refused here.
+        if let keyFile = config.broker.clientCertificate?.keyFile { _ = try SecretFile.read(keyFile, maxBytes: 1 << 20) }
         let patientReference = try config.output.patientPseudonymKeyFile.map { path throws(AgentError) in
             try PatientReference(keyFile: path)
         } ?? .identity

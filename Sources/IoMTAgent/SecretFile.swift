@@ -8,7 +8,7 @@ import Musl
 /// only. The value never reaches a log line; errors name the path and the fix, never the content.
 public enum SecretFile {
     /// The file's content without one trailing newline.
-    public static func read(_ path: String) throws(AgentError) -> String {
+    public static func read(_ path: String, maxBytes: Int = 65536) throws(AgentError) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
@@ -36,7 +36,7 @@ public enum SecretFile {
             }
             if n == 0 { break }
             bytes.append(contentsOf: chunk[0..<n])
-            if bytes.count > 65536 { throw AgentError("secret file \(path) is larger than 64 KiB; it should hold one value") }
+            if bytes.count > maxBytes { throw AgentError("secret file \(path) is larger than \(maxBytes / 1024) KiB; it should hold one value") }
         }
         if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
         if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
