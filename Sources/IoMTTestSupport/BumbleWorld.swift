@@ -68,9 +68,12 @@ public final class BumbleWorld: Sendable {
     public struct Spec: Sendable {
         /// Controllers exposed over TCP for hosts under test.
         public var hosts: Int
+        /// Controllers exposed as H4 on a pseudo-terminal (a UART for the host under test).
+        public var uartHosts: Int
         public var peripherals: [Peripheral]
-        public init(hosts: Int = 1, peripherals: [Peripheral] = []) {
+        public init(hosts: Int = 1, uartHosts: Int = 0, peripherals: [Peripheral] = []) {
             self.hosts = hosts
+            self.uartHosts = uartHosts
             self.peripherals = peripherals
         }
 
@@ -79,6 +82,7 @@ public final class BumbleWorld: Sendable {
             var w = JSONWriter()
             w.beginObject()
             w.field("hosts", Int64(hosts))
+            w.field("uart_hosts", Int64(uartHosts))
             w.key("peripherals")
             w.beginArray()
             for p in peripherals {
@@ -122,6 +126,8 @@ public final class BumbleWorld: Sendable {
     public let pid: pid_t
     /// H4-over-TCP ports on 127.0.0.1, one per host controller, in spec order.
     public let hostPorts: [UInt16]
+    /// Slave paths of the pseudo-terminals serving H4 (`Spec.uartHosts`), for `uart:` transports.
+    public let uartPaths: [String]
     /// Addresses by peripheral name, as they were at start.
     public let peripherals: [String: PeripheralAddress]
     /// The ready document the world wrote (JSON).
@@ -207,6 +213,8 @@ public final class BumbleWorld: Sendable {
             guard let port = host["port"]?.int, let p = UInt16(exactly: port) else { throw fail("ready file: bad host port") }
             ports.append(p)
         }
+        let uartPaths = (doc["uart_hosts"]?.array ?? []).compactMap { $0["path"]?.string }
+        guard uartPaths.count == spec.uartHosts else { throw fail("ready file: \(uartPaths.count) uart hosts, wanted \(spec.uartHosts)") }
         var peripherals: [String: PeripheralAddress] = [:]
         for (name, entry) in doc["peripherals"]?.object ?? [:] {
             guard let address = entry["address"]?.string, let type = entry["address_type"]?.string else {
@@ -217,16 +225,17 @@ public final class BumbleWorld: Sendable {
                                                   irk: entry["irk"]?.string)
         }
         guard ports.count == spec.hosts else { throw fail("ready file: \(ports.count) host ports, wanted \(spec.hosts)") }
-        return BumbleWorld(pid: pid, hostPorts: ports, peripherals: peripherals, readyJSON: readyJSON,
+        return BumbleWorld(pid: pid, hostPorts: ports, uartPaths: uartPaths, peripherals: peripherals, readyJSON: readyJSON,
                            specJSON: specJSON, logFile: logFile, dir: dir, stdinFD: stdinFD, output: output,
                            exitStatus: exitStatus)
     }
 
-    private init(pid: pid_t, hostPorts: [UInt16], peripherals: [String: PeripheralAddress], readyJSON: String,
+    private init(pid: pid_t, hostPorts: [UInt16], uartPaths: [String], peripherals: [String: PeripheralAddress], readyJSON: String,
                  specJSON: String, logFile: String, dir: TempDir, stdinFD: Int32, output: Watched<Output>,
                  exitStatus: Watched<Int32?>) {
         self.pid = pid
         self.hostPorts = hostPorts
+        self.uartPaths = uartPaths
         self.peripherals = peripherals
         self.readyJSON = readyJSON
         self.specJSON = specJSON

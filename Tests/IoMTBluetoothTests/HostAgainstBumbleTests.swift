@@ -182,3 +182,25 @@ func randomStatic() -> BDAddress {
         #expect(status["peripherals"]?["g1"]?["connected"]?.bool == true)
     }
 }
+
+extension HostAgainstBumbleTests {
+    /// The UART transport (termios, H4 over a serial line) against a Bumble controller served on
+    /// a pseudo-terminal: the same host, scanning, connecting and receiving notifications. (A
+    /// real UART controller, e.g. an nRF52 with Zephyr's HCI UART firmware, is untested.)
+    @Test func theUARTTransportOverAPseudoTerminalCarriesAWholeSession() async throws {
+        let world = try await BumbleWorld.start(spec: .init(hosts: 0, uartHosts: 1, peripherals: [
+            .init(kind: .heartRate, name: "hr1", address: "F0:F1:F2:F3:F4:01", options: ["interval_ms": 50]),
+        ]))
+        defer { world.kill() }
+        let spec = try HCITransportSpec(parsing: "uart:\(world.uartPaths[0])?baud=1000000&flow=none")
+        let dir = try TempDir()
+        let sink = CollectingSink()
+        let options = BluetoothServiceOptions(transport: spec, snoopPath: dir.file("uart.btsnoop"), stateDirectory: dir.path)
+        let service = BluetoothService(options: options, devices: [
+            BLEDevice(id: "hr-1", address: LEAddress(BDAddress("F0:F1:F2:F3:F4:01")!, type: .randomDevice), profile: "heart-rate", patientID: "P-1"),
+        ], sink: sink, clock: SystemWallClock(), logger: testLogger("svc"))
+        let running = Task { await service.run() }
+        defer { running.cancel() }
+        #expect(await sink.wait("hr-1", atLeast: 10))
+    }
+}

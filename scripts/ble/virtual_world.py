@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import tty
 import signal
 import struct
 import sys
@@ -189,6 +190,59 @@ class HostPort:
             self.writer.close()
         if self.server is not None:
             self.server.close()
+
+
+class HostPty:
+    """A pseudo-terminal serving H4 for exactly one controller: the host under test opens the
+    slave path as a UART (`uart:/dev/pts/N?baud=...&flow=none`). The world keeps the slave open
+    too, so a host that goes away is not noticed (a UART has no such signal, reference quirk 10);
+    HCI_Reset clears the controller's state."""
+
+    def __init__(self, index: int, controller: WorldController):
+        self.index = index
+        self.controller = controller
+        self.master = -1
+        self.slave = -1
+        self.path = ""
+        self.parser: PacketParser | None = None
+
+    async def start(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.master)
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        os.set_blocking(self.master, False)
+        self.parser = PacketParser(self.controller)
+        self.controller.set_packet_sink(self)
+        asyncio.get_running_loop().add_reader(self.master, self.on_readable)
+
+    def on_packet(self, packet: bytes) -> None:
+        try:
+            os.write(self.master, packet)
+        except (BlockingIOError, OSError) as error:
+            log.warning("uart%d: packet dropped (%s): the host does not read", self.index, error)
+
+    def on_readable(self) -> None:
+        try:
+            data = os.read(self.master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        try:
+            self.parser.feed_data(data)
+        except Exception as error:  # bad H4 type byte: start over with a fresh parser
+            log.warning("uart%d: bad H4 stream (%s); parser reset", self.index, error)
+            self.parser = PacketParser(self.controller)
+
+    def close(self) -> None:
+        try:
+            asyncio.get_running_loop().remove_reader(self.master)
+        except Exception:
+            pass
+        for fd in (self.master, self.slave):
+            if fd >= 0:
+                os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -517,6 +571,7 @@ class World:
         self.spec = spec
         self.link = LocalLink()
         self.host_ports: list[HostPort] = []
+        self.uart_hosts: list[HostPty] = []
         self.peripherals: dict[str, Peripheral] = {}
         self.done = asyncio.Event()
 
@@ -526,6 +581,11 @@ class World:
             port = HostPort(index, controller)
             await port.start()
             self.host_ports.append(port)
+        for index in range(int(self.spec.get("uart_hosts", 0))):
+            controller = WorldController(f"uart{index}", link=self.link)
+            pty_host = HostPty(index, controller)
+            await pty_host.start()
+            self.uart_hosts.append(pty_host)
         for peripheral_spec in self.spec.get("peripherals", []):
             name = peripheral_spec["name"]
             if name in self.peripherals:
@@ -538,6 +598,7 @@ class World:
         return {
             "pid": os.getpid(),
             "hosts": [{"port": p.port} for p in self.host_ports],
+            "uart_hosts": [{"path": p.path} for p in self.uart_hosts],
             "peripherals": {
                 name: {
                     "address": str(p.device.random_address).replace("/P", ""),
@@ -606,6 +667,8 @@ class World:
 
     async def close(self) -> None:
         for p in self.host_ports:
+            p.close()
+        for p in self.uart_hosts:
             p.close()
         for p in self.peripherals.values():
             await p.close()
