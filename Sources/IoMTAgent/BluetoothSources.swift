@@ -104,7 +104,7 @@ struct AgentBluetoothControl: BluetoothControl {
     func linkStates() async -> [String: LinkState] {
         var out: [String: LinkState] = [:]
         for s in source.sourceStatuses {
-            out[s.deviceID] = LinkState(connected: s.connected, detail: s.detail)
+            out[s.deviceID] = LinkState(connected: s.connected, battery: source.battery(of: s.deviceID), detail: s.detail)
         }
         return out
     }

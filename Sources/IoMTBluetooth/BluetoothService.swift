@@ -276,6 +276,9 @@ public actor BluetoothService {
             if identities[device.id] == nil, let info = services.first(where: { $0.uuid == BluetoothUUID(0x180A) }) {
                 identities[device.id] = await readIdentity(link, info)
             }
+            if let battery = services.first(where: { $0.uuid == BluetoothUUID(0x180F) }) {
+                await readBattery(device, link, battery)
+            }
             if let sc = services.first(where: { $0.uuid == BluetoothUUID(0x1801) }),
                case .characteristics(let gattChars)? = try? await link.gattRequest(.discoverCharacteristics(start: sc.start, end: sc.end)),
                let changed = gattChars.first(where: { $0.uuid == BluetoothUUID(0x2A05) }) {
@@ -331,6 +334,24 @@ public actor BluetoothService {
     static func needsSecurity(_ error: LinkError) -> Bool {
         guard case .gatt(let g) = error, case .att(let code, _) = g else { return false }
         return code == .insufficientEncryption || code == .insufficientAuthentication
+    }
+
+    /// Battery Level 0x2A19 (Battery Service 0x180F), read on each connection into the device's
+    /// status (issue 6: battery into device status; `iomt-agent devices` shows it).
+    private func readBattery(_ device: BLEDevice, _ link: LELink, _ service: GATTService) async {
+        guard case .characteristics(let chars)? = try? await link.gattRequest(.discoverCharacteristics(start: service.start, end: service.end)),
+              let level = chars.first(where: { $0.uuid == BluetoothUUID(0x2A19) }),
+              case .value(let v)? = try? await link.gattRequest(.read(handle: level.valueHandle)) else { return }
+        do {
+            let status = try DeviceStatus.decodeBatteryLevel(v)
+            if case .numeric(let percent) = status.battery.value, (0...100).contains(percent) {
+                board.setBattery(device.id, Int(percent))
+            } else {
+                logger.warning("battery level out of range ignored", metadata: ["device": "\(device.id)"])
+            }
+        } catch {
+            logger.warning("malformed battery level ignored", metadata: ["device": "\(device.id)", "error": "\(error)"])
+        }
     }
 
     private func readIdentity(_ link: LELink, _ service: GATTService) async -> DeviceIdentity {
@@ -419,6 +440,9 @@ public actor BluetoothService {
             board.remove(id)
         }
     }
+
+    /// Battery level in percent, as last read from the device (nil before the first connection).
+    public func battery(of deviceID: String) -> Int? { board.battery(deviceID) }
 
     /// Per device: connected or why not (PHI-free).
     public func statuses() -> [SourceStatus] {

@@ -32,6 +32,9 @@ public final class BluetoothSource: ReadingSource, Sendable {
     }
     public var sourceStatuses: [SourceStatus] { board.snapshot() }
 
+    /// Battery level in percent of a device, as last read (nil before the first connection).
+    public func battery(of deviceID: String) -> Int? { board.battery(deviceID) }
+
     public func run(into sink: any ReadingSink) async throws {
         let service = BluetoothService(options: options, devices: initialDevices, sink: sink, clock: clock, logger: logger, board: board)
         running.withLock { $0 = service }
@@ -58,6 +61,12 @@ public final class BluetoothSource: ReadingSource, Sendable {
 public final class StatusBoard: Sendable {
     private let entries: Mutex<[String: SourceStatus]>
     private let order: Mutex<[String]>
+    private let batteries = Mutex<[String: Int]>([:])
+
+    /// Battery level in percent, as last read from the device.
+    public func battery(_ id: String) -> Int? { batteries.withLock { $0[id] } }
+
+    func setBattery(_ id: String, _ percent: Int) { batteries.withLock { $0[id] = percent } }
 
     init(_ initial: [SourceStatus]) {
         entries = Mutex(Dictionary(initial.map { ($0.deviceID, $0) }, uniquingKeysWith: { a, _ in a }))

@@ -119,6 +119,8 @@ func randomStatic() -> BDAddress {
         #expect(r.observations.first?.code == MDCCode(rawValue: 147842))
         let statuses = await service.statuses()
         #expect(statuses.map(\.deviceID) == ["drop-1", "hr-1"])
+        // Battery Service read on connection (the world's heart-rate default is 87 %).
+        #expect(await service.battery(of: "hr-1") == 87)
     }
 
     @Test func pairsWithSecureConnectionsThenReEncryptsWithTheStoredBondAfterReconnect() async throws {
