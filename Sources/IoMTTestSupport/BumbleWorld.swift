@@ -34,6 +34,9 @@ public final class BumbleWorld: Sendable {
         public static let thermometerSecure = Kind(rawValue: "thermometer-secure")
         public static let garbage = Kind(rawValue: "garbage")
         public static let dropper = Kind(rawValue: "dropper")
+        /// Any single-characteristic health profile replaying `payloads` (hex): options `service`,
+        /// `characteristic` (hex UUIDs), `indicate`.
+        public static let sigProfile = Kind(rawValue: "sig-profile")
     }
 
     /// A spec option value (JSON scalar or list of strings).

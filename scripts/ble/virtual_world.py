@@ -56,7 +56,7 @@ REMOTE_USER_TERMINATED = 0x13
 UNKNOWN_CONNECTION_IDENTIFIER = 0x02
 COMMAND_DISALLOWED = 0x0C
 
-KINDS = ("heart-rate", "thermometer-secure", "garbage", "dropper")
+KINDS = ("heart-rate", "thermometer-secure", "garbage", "dropper", "sig-profile")
 GARBAGE_ALL = ["truncated-notification", "unknown-opcode", "unknown-handle", "unknown-cid", "bad-smp"]
 
 
@@ -351,7 +351,29 @@ class Peripheral:
             ],
         )
 
+    def build_sig_profile(self) -> list[Service]:
+        """`sig-profile`: any health profile that delivers one measurement characteristic,
+        replaying the spec's `payloads` (hex strings, e.g. the reference's golden bytes) in turn,
+        by notification or indication (`indicate: true`)."""
+        service = int(str(self.spec["service"]), 16)
+        characteristic = int(str(self.spec["characteristic"]), 16)
+        self.payloads = [bytes.fromhex(h) for h in self.spec["payloads"]]
+        if not self.payloads:
+            raise ValueError(f"peripheral {self.name}: payloads is empty")
+        self.indicate = bool(self.spec.get("indicate", False))
+        props = Characteristic.Properties.INDICATE if self.indicate else Characteristic.Properties.NOTIFY
+        measurement = Characteristic(uuid16(characteristic), props, Characteristic.READABLE, b"")
+        self.service_uuids = [service]
+        self.sig_measurement = measurement
+        return [Service(uuid16(service), [measurement]), self.device_information()]
+
     def build_gatt(self) -> None:
+        if self.kind == "sig-profile":
+            services = self.build_sig_profile()
+            self.measurement_characteristic = self.sig_measurement
+            self.sig_measurement.on("subscription", self.on_subscription)
+            self.device.add_services(services)
+            return
         if self.kind == "thermometer-secure":
             measurement = Characteristic(uuid16(TEMPERATURE_MEASUREMENT), Characteristic.Properties.INDICATE,
                                          Characteristic.READABLE, b"")
@@ -467,6 +489,8 @@ class Peripheral:
 
     # Data ------------------------------------------------------------------------------------
     def measurement(self, n: int) -> bytes:
+        if self.kind == "sig-profile":
+            return self.payloads[n % len(self.payloads)]
         if self.kind == "thermometer-secure":
             # Flags: Celsius; every other one carries a temperature type (2 = body).
             tenths = 365 + n % 10
@@ -497,7 +521,7 @@ class Peripheral:
                         self.garbage_done.add(handle)
                         self.send_garbage(connection)
                     value = self.measurement(n)
-                    if self.kind == "thermometer-secure":
+                    if self.kind == "thermometer-secure" or (self.kind == "sig-profile" and self.indicate):
                         await asyncio.wait_for(
                             self.device.indicate_subscriber(connection, self.measurement_characteristic, value), 5)
                     else:

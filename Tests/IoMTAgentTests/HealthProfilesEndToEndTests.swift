@@ -1,0 +1,72 @@
+import Foundation
+import IoMTTestSupport
+import Testing
+
+/// Issue 6 end to end: Bumble peripherals replaying the reference's golden bytes for blood
+/// pressure (indications), pulse oximetry (notifications) and a weight scale (indications),
+/// through our Bluetooth host and the real agent to a real mosquitto: what reaches the broker
+/// equals what the peripheral sent, with the right MDC codes, UCUM units and LOINC codes.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct HealthProfilesEndToEndTests {
+    @Test func bloodPressurePulseOximeterAndWeightScaleReachTheBrokerAsSent() async throws {
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [
+            // reference §4.1: 138/88 mmHg, MAP 120, pulse 60, user 1, status bits (no time: year 0).
+            .init(kind: .sigProfile, name: "bp1", address: "F0:F1:F2:F3:F4:11",
+                  options: ["service": "1810", "characteristic": "2A35", "indicate": true, "interval_ms": 150,
+                            "payloads": ["1E8A00580078000000041114293B3C00012700"]]),
+            // reference §5.4: SpO2 100 %, pulse 90 /min.
+            .init(kind: .sigProfile, name: "ox1", address: "F0:F1:F2:F3:F4:12",
+                  options: ["service": "1822", "characteristic": "2A5F", "interval_ms": 100, "payloads": ["00E8F384F3"]]),
+            // reference §6: 70.5 kg.
+            .init(kind: .sigProfile, name: "ws1", address: "F0:F1:F2:F3:F4:13",
+                  options: ["service": "181D", "characteristic": "2A9D", "indicate": true, "interval_ms": 150,
+                            "payloads": ["0C143701E600D606"]]),
+        ]))
+        defer { world.kill() }
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        let setup = AgentSetup(gateway: "profiles", stateDir: dir.file("state"), brokerURL: broker.url)
+        try dir.write("agent.yaml", setup.yaml() + """
+            bluetooth:
+              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
+              devices:
+                - {id: bp-1, address: "F0:F1:F2:F3:F4:11", profile: blood-pressure, patient: P-1}
+                - {id: ox-1, address: "F0:F1:F2:F3:F4:12", profile: pulse-oximeter, patient: P-1}
+                - {id: ws-1, address: "F0:F1:F2:F3:F4:13", profile: weight-scale, patient: P-1}
+
+            """)
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
+        defer { sub.stop() }
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { agent.signal(SIGKILL) }
+        #expect(await waitUntil(sub) { m in
+            let r = readings(m)
+            return ["bp-1", "ox-1", "ws-1"].allSatisfy { d in r.filter { $0.device == d }.count >= 3 }
+        }, "\(Set(readings(sub.messages).map(\.device)))\n\(agent.output.value.suffix(3000))")
+        agent.signal(SIGTERM)
+        _ = await agent.waitForExit(timeout: .seconds(20))
+
+        func observations(_ device: String) throws -> [[String: Any]] {
+            let r = try #require(readings(sub.messages).first { $0.device == device })
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(r.payload.utf8)) as? [String: Any])
+            return try #require(o["observations"] as? [[String: Any]])
+        }
+        func find(_ obs: [[String: Any]], _ mdc: Int) -> [String: Any]? { obs.first { $0["mdc_code"] as? Int == mdc } }
+        let bp = try observations("bp-1")
+        #expect(find(bp, 150021)?["value"] as? Double == 138 && find(bp, 150021)?["unit"] as? String == "mm[Hg]")
+        #expect(find(bp, 150022)?["value"] as? Double == 88)
+        #expect(find(bp, 150023)?["value"] as? Double == 120)
+        #expect(find(bp, 149546)?["value"] as? Double == 60 && find(bp, 149546)?["unit"] as? String == "/min")
+        let ox = try observations("ox-1")
+        #expect(find(ox, 150456)?["value"] as? Double == 100 && find(ox, 150456)?["loinc"] as? String == "2708-6")
+        #expect(find(ox, 149530)?["value"] as? Double == 90 && find(ox, 149530)?["loinc"] as? String == "8867-4")
+        let ws = try observations("ws-1")
+        #expect(find(ws, 188736)?["value"] as? Double == 70.5 && find(ws, 188736)?["unit"] as? String == "kg")
+        #expect(find(ws, 188736)?["loinc"] as? String == "29463-7")
+        // Every reading validates against the schema; no duplicates, no holes.
+        let seen = readings(sub.messages)
+        try await expectValid(seen.map(\.payload), schema: "reading.schema.json", dir: dir)
+        for d in ["bp-1", "ox-1", "ws-1"] { #expect(expectNoLossAndRecognisableDuplicates(seen, device: d) >= 3) }
+    }
+}
