@@ -113,6 +113,7 @@ let package = Package(
             dependencies: [
                 "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources", "IoMTSerialPort", "IoMTFHIR",
                 "IoMTBluetooth", "IoMTHCI", "IoMTHCITransport", "IoMTRegistry", "IoMTControl", "IoMTSerialSimulators",
+                "IoMTHealthProfiles",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -115,7 +115,8 @@ public struct Agent: Service {
                                 ? .fhir(patientReference.isPseudonymous
                                         ? FHIROptions(patientIdentifierSystem: "urn:iomt-agent:patient-pseudonym") : FHIROptions())
                                 : .json,
-                            patientReference: patientReference),
+                            patientReference: patientReference,
+                            units: config.output.units.map { UCUMUnit(rawValue: $0) }),
             clock: clock, logger: logger, initialSequences: sequences,
             onCommitted: { doorbell.ring() })
 

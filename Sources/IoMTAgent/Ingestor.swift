@@ -1,5 +1,6 @@
 import IoMTBuffer
 import IoMTCore
+import IoMTHealthProfiles
 import IoMTFHIR
 import Logging
 
@@ -39,9 +40,13 @@ public actor Ingestor: ReadingSink {
         public var format: Format
         /// How the patient is named on the wire (`output.patient_pseudonym_key_file`).
         public var patientReference: PatientReference
+        /// `output.units`: convert to these units where a device sent another unit of the same
+        /// quantity; empty: never convert.
+        public var units: [UCUMUnit]
         public init(gatewayID: String, topics: Topics, maxDelay: Duration, maxBatch: Int, format: Format = .json,
-                    patientReference: PatientReference = .identity) {
+                    patientReference: PatientReference = .identity, units: [UCUMUnit] = []) {
             self.patientReference = patientReference
+            self.units = units
             self.gatewayID = gatewayID
             self.topics = topics
             self.maxDelay = maxDelay
@@ -141,6 +146,12 @@ public actor Ingestor: ReadingSink {
             let received = p.reading.receivedAt
             var body = p.reading
             body.patientID = settings.patientReference(body.patientID)
+            if !settings.units.isEmpty {
+                body.observations = body.observations.map { o in
+                    settings.units.first { UnitConversion.convert(1, from: o.unit, to: $0) != nil }
+                        .map { UnitConversion.convert(o, to: $0) } ?? o
+                }
+            }
             let reading = Reading(id: ids.next(at: clock.now()), gatewayID: settings.gatewayID, sequence: seq, body: body)
             messages.append(OutgoingMessage(
                 id: reading.id, kind: .reading, topic: settings.topics.readings(deviceID: deviceID),

@@ -200,11 +200,20 @@ public struct AgentConfig: Sendable, Equatable {
         /// (HMAC-SHA256 under this key) instead of the patient id, so a broker operator without
         /// the key sees no identifiers. The file must be readable by the agent only (0600).
         public var patientPseudonymKeyFile: String?
+        /// `output.units`: UCUM units to convert to where a device sends another unit of the same
+        /// quantity (e.g. `[mm[Hg], Cel, kg]`: a kPa blood pressure is published in mm[Hg]).
+        /// Empty (the default): every value leaves in the unit the device sent, never converted.
+        public var units: [String]
         /// Creates output settings.
-        public init(format: OutputFormat = .json, patientPseudonymKeyFile: String? = nil) {
+        public init(format: OutputFormat = .json, patientPseudonymKeyFile: String? = nil, units: [String] = []) {
             self.format = format
             self.patientPseudonymKeyFile = patientPseudonymKeyFile
+            self.units = units
         }
+
+        /// The target units `output.units` accepts (the conversions the agent knows), by quantity.
+        public static let convertibleUnits: [[String]] = [["mm[Hg]", "kPa"], ["Cel", "[degF]"], ["kg", "[lb_av]"],
+                                                           ["cm", "[in_i]"], ["mg/dL", "mmol/L"]]
     }
 
     /// One entry of `simulators`: a simulated device.

@@ -26,7 +26,7 @@ enum Keys {
                          "reconnect_max_ms", "status_interval_s"]
     static let buffer = ["max_bytes", "on_full", "order", "backlog_share", "commit_max_delay_ms",
                          "commit_max_batch"]
-    static let output = ["format", "patient_pseudonym_key_file"]
+    static let output = ["format", "patient_pseudonym_key_file", "units"]
     static let simulator = ["profile", "patient", "rate", "count", "id", "seed"]
     static let serial = ["profile", "patient", "port", "match", "id", "baud", "data_bits", "parity", "stop_bits",
                          "rtscts", "reconnect_min_ms", "reconnect_max_ms", "line_profile"]
@@ -86,6 +86,30 @@ extension ConfigReader {
                     output.format = format
                 } else {
                     report("output.format", line, "must be json or fhir, got \"\(clip(name))\"")
+                }
+            }
+            if let node = value(o, "units") {
+                let l = line(o, "units")
+                if case let .sequence(seq) = node {
+                    var units: [String] = []
+                    for item in seq {
+                        guard case let .scalar(u) = item else {
+                            report("output.units", l, "must be a list of UCUM units, got \(describe(item)) in it")
+                            continue
+                        }
+                        let known = AgentConfig.Output.convertibleUnits.flatMap { $0 }
+                        if !known.contains(u.string) {
+                            report("output.units", u.mark.line, "\"\(clip(u.string))\" is not a unit the agent converts to (one of \(known.joined(separator: ", ")))")
+                        } else if let group = AgentConfig.Output.convertibleUnits.first(where: { $0.contains(u.string) }),
+                                  let other = units.first(where: { group.contains($0) }) {
+                            report("output.units", u.mark.line, "\(u.string) and \(other) are the same quantity; name one")
+                        } else {
+                            units.append(u.string)
+                        }
+                    }
+                    output.units = units
+                } else {
+                    report("output.units", l, "must be a list of UCUM units, e.g. [mm[Hg], Cel], got \(describe(node))")
                 }
             }
             if let (path, line) = optionalText(o, "patient_pseudonym_key_file") {

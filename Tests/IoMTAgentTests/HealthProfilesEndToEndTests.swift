@@ -17,6 +17,10 @@ struct HealthProfilesEndToEndTests {
             // reference §5.4: SpO2 100 %, pulse 90 /min.
             .init(kind: .sigProfile, name: "ox1", address: "F0:F1:F2:F3:F4:12",
                   options: ["service": "1822", "characteristic": "2A5F", "interval_ms": 100, "payloads": ["00E8F384F3"]]),
+            // reference §4.1: 18.9/11.0 kPa, MAP 15.9, pulse 60: stays kPa unless output.units asks.
+            .init(kind: .sigProfile, name: "bp2", address: "F0:F1:F2:F3:F4:14",
+                  options: ["service": "1810", "characteristic": "2A35", "indicate": true, "interval_ms": 150,
+                            "payloads": ["15BDF00B009FF03C001200"]]),
             // reference §6: 70.5 kg.
             .init(kind: .sigProfile, name: "ws1", address: "F0:F1:F2:F3:F4:13",
                   options: ["service": "181D", "characteristic": "2A9D", "indicate": true, "interval_ms": 150,
@@ -34,6 +38,7 @@ struct HealthProfilesEndToEndTests {
                 - {id: bp-1, address: "F0:F1:F2:F3:F4:11", profile: blood-pressure, patient: P-1}
                 - {id: ox-1, address: "F0:F1:F2:F3:F4:12", profile: pulse-oximeter, patient: P-1}
                 - {id: ws-1, address: "F0:F1:F2:F3:F4:13", profile: weight-scale, patient: P-1}
+                - {id: bp-2, address: "F0:F1:F2:F3:F4:14", profile: blood-pressure, patient: P-1}
 
             """)
         let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
@@ -42,7 +47,7 @@ struct HealthProfilesEndToEndTests {
         defer { agent.signal(SIGKILL) }
         #expect(await waitUntil(sub) { m in
             let r = readings(m)
-            return ["bp-1", "ox-1", "ws-1"].allSatisfy { d in r.filter { $0.device == d }.count >= 3 }
+            return ["bp-1", "ox-1", "ws-1", "bp-2"].allSatisfy { d in r.filter { $0.device == d }.count >= 3 }
         }, "\(Set(readings(sub.messages).map(\.device)))\n\(agent.output.value.suffix(3000))")
         agent.signal(SIGTERM)
         _ = await agent.waitForExit(timeout: .seconds(20))
@@ -64,9 +69,48 @@ struct HealthProfilesEndToEndTests {
         let ws = try observations("ws-1")
         #expect(find(ws, 188736)?["value"] as? Double == 70.5 && find(ws, 188736)?["unit"] as? String == "kg")
         #expect(find(ws, 188736)?["loinc"] as? String == "29463-7")
+        // A kPa cuff stays in kPa: nothing is converted unless output.units asks.
+        let bp2 = try observations("bp-2")
+        #expect(find(bp2, 150021)?["value"] as? Double == 18.9 && find(bp2, 150021)?["unit"] as? String == "kPa")
         // Every reading validates against the schema; no duplicates, no holes.
         let seen = readings(sub.messages)
         try await expectValid(seen.map(\.payload), schema: "reading.schema.json", dir: dir)
-        for d in ["bp-1", "ox-1", "ws-1"] { #expect(expectNoLossAndRecognisableDuplicates(seen, device: d) >= 3) }
+        for d in ["bp-1", "ox-1", "ws-1", "bp-2"] { #expect(expectNoLossAndRecognisableDuplicates(seen, device: d) >= 3) }
+    }
+
+    @Test func aKilopascalCuffIsPublishedInMillimetresOfMercuryOnlyWhenConfigured() async throws {
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [
+            .init(kind: .sigProfile, name: "bp2", address: "F0:F1:F2:F3:F4:14",
+                  options: ["service": "1810", "characteristic": "2A35", "indicate": true, "interval_ms": 150,
+                            "payloads": ["15BDF00B009FF03C001200"]]),
+        ]))
+        defer { world.kill() }
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        let setup = AgentSetup(gateway: "units", stateDir: dir.file("state"), brokerURL: broker.url)
+        try dir.write("agent.yaml", setup.yaml().replacingOccurrences(of: "  format: json\n", with: "  format: json\n  units: [\"mm[Hg]\", Cel]\n") + """
+            bluetooth:
+              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
+              devices:
+                - {id: bp-2, address: "F0:F1:F2:F3:F4:14", profile: blood-pressure, patient: P-1}
+
+            """)
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
+        defer { sub.stop() }
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { agent.signal(SIGKILL) }
+        #expect(await waitUntil(sub) { readings($0).count >= 2 }, "\(agent.output.value.suffix(3000))")
+        agent.signal(SIGTERM)
+        _ = await agent.waitForExit(timeout: .seconds(20))
+        let r = try #require(readings(sub.messages).first)
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(r.payload.utf8)) as? [String: Any])
+        let obs = try #require(o["observations"] as? [[String: Any]])
+        let sys = try #require(obs.first { $0["mdc_code"] as? Int == 150021 })
+        #expect(sys["unit"] as? String == "mm[Hg]")
+        let v = try #require(sys["value"] as? Double)
+        #expect(abs(v - 18.9 / 0.133322387415) < 0.06, "\(v)")
+        // The pulse rate is not a pressure: untouched.
+        #expect(obs.first { $0["mdc_code"] as? Int == 149546 }?["unit"] as? String == "/min")
     }
 }

@@ -69,3 +69,17 @@ import Testing
         #expect(ConfigReader.adapterProblem("hcix") != nil)
     }
 }
+
+/// `output.units` (issue 6: units converted only when the configuration asks).
+@Suite struct OutputUnitsConfigTests {
+    @Test func unitsAreValidatedAndDefaultToNone() throws {
+        #expect(try parseValid(minimalYAML).output.units.isEmpty)
+        let c = try parseValid(minimalYAML + "\noutput:\n  units: [\"mm[Hg]\", Cel, kg]\n")
+        #expect(c.output.units == ["mm[Hg]", "Cel", "kg"])
+        let e = problems(minimalYAML + "\noutput:\n  units: [\"mm[Hg]\", kPa, furlong]\n")
+        let messages = e.problems.filter { $0.keyPath == "output.units" }.map(\.message)
+        #expect(messages.contains { $0.contains("same quantity") })
+        #expect(messages.contains { $0.contains("furlong") })
+        #expect(problem(problems(minimalYAML + "\noutput:\n  units: mm\n"), at: "output.units") != nil)
+    }
+}
