@@ -371,14 +371,18 @@ public actor BluetoothService {
     }
 
     private func deliver(_ device: BLEDevice, _ profile: BLEProfile, _ m: BLEProfile.Measurement, _ value: [UInt8]) async {
-        let decoded: DecodedMeasurement
+        let all: [DecodedMeasurement]
         do {
-            decoded = try m.decode(value)
+            all = try m.decodeAll(value)
         } catch {
             decodeErrors += 1
             logger.warning("malformed measurement dropped", metadata: ["device": "\(device.id)", "error": "\(error)"])
             return
         }
+        for decoded in all { await deliver(device, profile, decoded) }
+    }
+
+    private func deliver(_ device: BLEDevice, _ profile: BLEProfile, _ decoded: DecodedMeasurement) async {
         guard decoded.isPatientData else {
             logger.info("control-solution or test measurement not published", metadata: ["device": "\(device.id)"])
             return

@@ -13,7 +13,20 @@ public struct BLEProfile: Sendable {
         public var characteristic: UInt16
         /// The profile delivers it by indication (confirmed) rather than notification.
         public var indicated: Bool
-        public var decode: @Sendable ([UInt8]) throws -> DecodedMeasurement
+        /// Every measurement one notification or indication carries (CGM packs several records).
+        public var decodeAll: @Sendable ([UInt8]) throws -> [DecodedMeasurement]
+
+        public init(characteristic: UInt16, indicated: Bool, decode: @escaping @Sendable ([UInt8]) throws -> DecodedMeasurement) {
+            self.characteristic = characteristic
+            self.indicated = indicated
+            self.decodeAll = { [try decode($0)] }
+        }
+
+        public init(characteristic: UInt16, indicated: Bool, decodeAll: @escaping @Sendable ([UInt8]) throws -> [DecodedMeasurement]) {
+            self.characteristic = characteristic
+            self.indicated = indicated
+            self.decodeAll = decodeAll
+        }
     }
 
     /// The profile name readings carry (`device.profile`), e.g. `heart-rate`.
@@ -22,8 +35,8 @@ public struct BLEProfile: Sendable {
     public var service: UInt16
     public var measurements: [Measurement]
 
-    /// Every connected-device profile the agent serves. Glucose (RACP download) and the Generic
-    /// Health Sensor need procedures beyond subscribe-and-decode and are not served over a link yet.
+    /// Every connected-device profile the agent serves by subscribe-and-decode. Glucose (RACP
+    /// download) and the Generic Health Sensor need procedures of their own.
     public static let all: [BLEProfile] = [
         BLEProfile(name: "heart-rate", service: 0x180D, measurements: [
             .init(characteristic: 0x2A37, indicated: false) { try HeartRateMeasurement.decode($0).normalized },
@@ -43,6 +56,15 @@ public struct BLEProfile: Sendable {
         ]),
         BLEProfile(name: "body-composition", service: 0x181B, measurements: [
             .init(characteristic: 0x2A9C, indicated: true) { try BodyCompositionMeasurement.decode($0).normalized },
+        ]),
+        // CGM Measurement 0x2AA7: one or more records per notification, each with its E2E-CRC
+        // verified when its size says it carries one (reference §8). Times are the gateway's
+        // receipt (the session start time is not read yet), so backfilled records are not
+        // requested: only live notifications are served.
+        BLEProfile(name: "cgm", service: 0x181F, measurements: [
+            .init(characteristic: 0x2AA7, indicated: false, decodeAll: { bytes in
+                try CGMMeasurement.decode(bytes).map { $0.normalized() }
+            }),
         ]),
     ]
 

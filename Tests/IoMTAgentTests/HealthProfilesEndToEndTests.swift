@@ -113,4 +113,49 @@ struct HealthProfilesEndToEndTests {
         // The pulse rate is not a pressure: untouched.
         #expect(obs.first { $0["mdc_code"] as? Int == 149546 }?["unit"] as? String == "/min")
     }
+
+    @Test func cgmRecordsArriveOneReadingEachAndACorruptedCRCIsDropped() async throws {
+        // reference §8: two records in one notification (120 and 130 mg/dL), a full record whose
+        // E2E-CRC matches (sensor malfunction: no number), and that record with one bit flipped.
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [
+            .init(kind: .sigProfile, name: "cgm1", address: "F0:F1:F2:F3:F4:15",
+                  options: ["service": "181F", "characteristic": "2AA7", "interval_ms": 100,
+                            "payloads": ["06000C10060006000D100B00", "0FE3D2E4050002 14FF02F0E5F38E3F".replacingOccurrences(of: " ", with: ""),
+                                         "0FE3D2E4050002 14FF02F0E5F38E3E".replacingOccurrences(of: " ", with: "")]]),
+        ]))
+        defer { world.kill() }
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        let setup = AgentSetup(gateway: "cgm", stateDir: dir.file("state"), brokerURL: broker.url)
+        try dir.write("agent.yaml", setup.yaml() + """
+            bluetooth:
+              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
+              devices:
+                - {id: cgm-1, address: "F0:F1:F2:F3:F4:15", profile: cgm, patient: P-1}
+
+            """)
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
+        defer { sub.stop() }
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { agent.signal(SIGKILL) }
+        #expect(await waitUntil(sub) { readings($0).count >= 9 }, "\(agent.output.value.suffix(3000))")
+        agent.signal(SIGTERM)
+        _ = await agent.waitForExit(timeout: .seconds(20))
+        var values: [Double?] = []
+        for r in readings(sub.messages) {
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(r.payload.utf8)) as? [String: Any])
+            let obs = try #require(o["observations"] as? [[String: Any]])
+            let g = try #require(obs.first { $0["mdc_code"] as? Int == 160212 })
+            #expect(g["unit"] as? String == "mg/dL")
+            values.append(g["value"] as? Double)
+            if g["value"] as? Double == nil { #expect(g["status"] as? String != nil) }
+        }
+        #expect(values.contains(120) && values.contains(130) && values.contains(nil))
+        #expect(values.allSatisfy { $0 == nil || $0 == 120 || $0 == 130 }, "\(values)")
+        // Per cycle of three notifications: two records, one malfunction record, one dropped.
+        let cycles = Double(values.count) / 3
+        #expect(values.filter { $0 == nil }.count <= Int(cycles.rounded(.up)))
+        #expect(agent.output.value.contains("e2e-crc"), "the dropped record is logged")
+    }
 }
