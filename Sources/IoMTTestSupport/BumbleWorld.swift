@@ -73,10 +73,14 @@ public final class BumbleWorld: Sendable {
         public var hosts: Int
         /// Controllers exposed as H4 on a pseudo-terminal (a UART for the host under test).
         public var uartHosts: Int
+        /// Fixed TCP ports for the hosts (default: free ports chosen by the kernel), e.g. to bring
+        /// a controller back on the port a running agent keeps dialling.
+        public var ports: [UInt16]
         public var peripherals: [Peripheral]
-        public init(hosts: Int = 1, uartHosts: Int = 0, peripherals: [Peripheral] = []) {
+        public init(hosts: Int = 1, uartHosts: Int = 0, ports: [UInt16] = [], peripherals: [Peripheral] = []) {
             self.hosts = hosts
             self.uartHosts = uartHosts
+            self.ports = ports
             self.peripherals = peripherals
         }
 
@@ -86,6 +90,12 @@ public final class BumbleWorld: Sendable {
             w.beginObject()
             w.field("hosts", Int64(hosts))
             w.field("uart_hosts", Int64(uartHosts))
+            if !ports.isEmpty {
+                w.key("ports")
+                w.beginArray()
+                for p in ports { w.int(Int64(p)) }
+                w.endArray()
+            }
             w.key("peripherals")
             w.beginArray()
             for p in peripherals {

@@ -136,16 +136,16 @@ class ClientSink:
 class HostPort:
     """A TCP server serving H4 for exactly one controller, one client at a time."""
 
-    def __init__(self, index: int, controller: WorldController):
+    def __init__(self, index: int, controller: WorldController, port: int = 0):
         self.index = index
         self.controller = controller
         self.server: asyncio.AbstractServer | None = None
-        self.port = 0
+        self.port = port
         self.writer: asyncio.StreamWriter | None = None
         self.generation = 0
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self.on_client, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self.on_client, "127.0.0.1", self.port, reuse_address=True)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -602,7 +602,8 @@ class World:
     async def start(self) -> None:
         for index in range(int(self.spec.get("hosts", 1))):
             controller = WorldController(f"host{index}", link=self.link)
-            port = HostPort(index, controller)
+            fixed = self.spec.get("ports", [])
+            port = HostPort(index, controller, int(fixed[index]) if index < len(fixed) else 0)
             await port.start()
             self.host_ports.append(port)
         for index in range(int(self.spec.get("uart_hosts", 0))):
