@@ -63,6 +63,7 @@ public enum BluetoothProfileName: String, CaseIterable, Sendable {
     case pulseOximeter = "pulse-oximeter"
     case weightScale = "weight-scale"
     case bodyComposition = "body-composition"
+    case glucose
 }
 
 enum BluetoothKeys {
