@@ -45,7 +45,8 @@ struct GlucoseAgentTests {
 
         // The restarted agent asked only for the records after the stored cursor.
         let status = try await world.commandJSON(#"{"cmd":"status"}"#)
-        #expect(status["peripherals"]?["g1"]?["racp_requests"]?.array?.compactMap(\.string) == ["0101", "0103010600"])
+        #expect(status["peripherals"]?["g1"]?["racp_requests"]?.array?.compactMap(\.string) == ["0101", "0103010600"],
+                "agent: \(agent.output.value)\nworld: \((try? String(contentsOfFile: world.logFile, encoding: .utf8)) ?? "")")
         let seen = readings(sub.messages).filter { $0.device == "gl-1" }
         #expect(expectNoLossAndRecognisableDuplicates(seen, device: "gl-1") == 7)
         // Seven distinct records (by value: 90 + 7i mg/dL), none downloaded twice.

@@ -466,6 +466,7 @@ class Peripheral:
         self.busy_left = int(self.spec.get("busy_first", 0))
         self.racp_requests: list[str] = []
         self.racp_task: asyncio.Task | None = None
+        self.racp_handle: int | None = None  # the connection the running procedure serves
         self.racp_abort = False
         measurement = Characteristic(uuid16(GLUCOSE_MEASUREMENT), Characteristic.Properties.NOTIFY,
                                      Characteristic.READABLE, b"")
@@ -575,6 +576,7 @@ class Peripheral:
             self.respond(connection, op, selected)
             return
         if op == RACP_REPORT_NUMBER:
+            self.racp_handle = connection.handle
             self.racp_task = self.indicate_later(connection, bytes([RACP_NUMBER_RESPONSE, RACP_NULL])
                                                  + struct.pack("<H", len(selected)))
             return
@@ -582,11 +584,13 @@ class Peripheral:
             self.respond(connection, op, RACP_NO_RECORDS)
             return
         self.racp_abort = False
+        self.racp_handle = connection.handle
         self.racp_task = asyncio.create_task(self.report(connection, selected))
         self.tasks.add(self.racp_task)
         self.racp_task.add_done_callback(self.tasks.discard)
 
     def respond(self, connection, request: int, code: int) -> None:
+        self.racp_handle = connection.handle
         self.racp_task = self.indicate_later(connection, bytes([RACP_RESPONSE, RACP_NULL, request, code]))
 
     def indicate_later(self, connection, value: bytes) -> asyncio.Task:
@@ -628,10 +632,7 @@ class Peripheral:
     async def finish_abort(self, connection) -> None:
         task = self.racp_task
         if task is not None and not task.done():
-            try:
-                await task
-            except Exception:
-                pass
+            await asyncio.wait({task})  # returns when it ends, however it ends
         await asyncio.sleep(0.005)
         await self.indicate_racp(connection, bytes([RACP_RESPONSE, RACP_NULL, RACP_ABORT, RACP_SUCCESS]))
 
@@ -711,6 +712,11 @@ class Peripheral:
         self.subscribed.discard(handle)
         self.sent_per_connection.pop(handle, None)
         self.garbage_done.discard(handle)
+        if self.kind == "glucose-meter" and self.racp_handle == handle and self.racp_task is not None:
+            # A procedure ends with its link (the next collector must not find the meter busy).
+            self.racp_task.cancel()
+            self.racp_task = None
+            self.racp_handle = None
         if self.advertise_wanted and not self.away:
             self.spawn(self.start_advertising())
 
