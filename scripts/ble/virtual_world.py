@@ -466,6 +466,7 @@ class Peripheral:
         self.busy_left = int(self.spec.get("busy_first", 0))
         self.racp_requests: list[str] = []
         self.racp_task: asyncio.Task | None = None
+        self.racp_answered = False  # the running procedure's final indication is on its way
         self.racp_handle: int | None = None  # the connection the running procedure serves
         self.racp_abort = False
         measurement = Characteristic(uuid16(GLUCOSE_MEASUREMENT), Characteristic.Properties.NOTIFY,
@@ -555,7 +556,9 @@ class Peripheral:
         if len(value) < 2:
             raise att.ATT_Error(att.ATT_INVALID_ATTRIBUTE_LENGTH_ERROR, self.racp_characteristic.handle)
         op, operator, operand = value[0], value[1], bytes(value[2:])
-        running = self.racp_task is not None and not self.racp_task.done()
+        # A procedure is over once its response indication is sent (the confirmation may still be
+        # on its way back when the collector writes its next request).
+        running = self.racp_task is not None and not self.racp_task.done() and not self.racp_answered
         if op == RACP_ABORT:
             if operator != RACP_NULL or operand:
                 self.respond(connection, op, RACP_INVALID_OPERATOR if operator != RACP_NULL else RACP_INVALID_OPERAND)
@@ -577,6 +580,7 @@ class Peripheral:
             return
         if op == RACP_REPORT_NUMBER:
             self.racp_handle = connection.handle
+            self.begin()
             self.racp_task = self.indicate_later(connection, bytes([RACP_NUMBER_RESPONSE, RACP_NULL])
                                                  + struct.pack("<H", len(selected)))
             return
@@ -585,12 +589,17 @@ class Peripheral:
             return
         self.racp_abort = False
         self.racp_handle = connection.handle
+        self.begin()
         self.racp_task = asyncio.create_task(self.report(connection, selected))
         self.tasks.add(self.racp_task)
         self.racp_task.add_done_callback(self.tasks.discard)
 
+    def begin(self) -> None:
+        self.racp_answered = False
+
     def respond(self, connection, request: int, code: int) -> None:
         self.racp_handle = connection.handle
+        self.begin()
         self.racp_task = self.indicate_later(connection, bytes([RACP_RESPONSE, RACP_NULL, request, code]))
 
     def indicate_later(self, connection, value: bytes) -> asyncio.Task:
@@ -604,6 +613,7 @@ class Peripheral:
         return task
 
     async def indicate_racp(self, connection, value: bytes) -> None:
+        self.racp_answered = True
         try:
             await asyncio.wait_for(self.device.indicate_subscriber(connection, self.racp_characteristic, value), 5)
             log.info("%s RACP indication %s", self.name, value.hex())
