@@ -393,7 +393,8 @@ extension BluetoothService {
         let meta: Logger.Metadata = ["device": "\(device.id)"]
         func find(_ uuid: UInt16) -> (GATTCharacteristic, end: UInt16)? {
             guard let i = chars.firstIndex(where: { $0.uuid == BluetoothUUID(uuid) }) else { return nil }
-            return (chars[i], i + 1 < chars.count ? chars[i + 1].declarationHandle - 1 : service.end)
+            // A hostile declaration handle 0 must not trap: the range then runs to the end.
+            return (chars[i], i + 1 < chars.count ? chars[i + 1].declarationHandle &- 1 : service.end)
         }
         func cccd(_ c: GATTCharacteristic, end: UInt16) async throws(LinkError) -> UInt16? {
             guard c.valueHandle < end,
