@@ -82,9 +82,11 @@ public struct Agent: Service {
         } catch {
             throw AgentError("cannot open the device registry: \(error)")
         }
-        var sources = makeSources(cursors: (try? await buffer.loadCursors()) ?? [:])
+        let cursors = (try? await buffer.loadCursors()) ?? [:]
+        var sources = makeSources(cursors: cursors)
         // Bluetooth: the configured wearables plus those paired from the CLI (the registry).
-        let bluetoothSource = try makeBluetoothSource(config: config, registry: registry, clock: clock, logger: logger)
+        let bluetoothSource = try makeBluetoothSource(config: config, registry: registry, clock: clock, logger: logger,
+                                                      cursors: cursors)
         if let bluetoothSource { sources.append(bluetoothSource) }
         let bluetooth: (any BluetoothControl)? = self.bluetooth
             ?? bluetoothSource.map { AgentBluetoothControl(source: $0, registry: registry) }

@@ -11,8 +11,9 @@ import Logging
 /// The `bluetooth:` section as one reading source (issue 5), or nil without the section. Its
 /// allow-list: the devices configured there plus the Bluetooth devices of the registry (paired
 /// from the CLI). A bad adapter string is a configuration error, reported before anything starts.
+/// `cursors` are the source cursors the buffer stored (a glucose meter's download resumes there).
 public func makeBluetoothSource(config: AgentConfig, registry: DeviceRegistry?, clock: any WallClock,
-                                logger: Logger) throws(AgentError) -> BluetoothSource? {
+                                logger: Logger, cursors: [String: String] = [:]) throws(AgentError) -> BluetoothSource? {
     guard let b = config.bluetooth else { return nil }
     let spec: HCITransportSpec
     do {
@@ -24,6 +25,7 @@ public func makeBluetoothSource(config: AgentConfig, registry: DeviceRegistry?, 
     options.connectTimeoutMs = UInt64(b.connectTimeoutMilliseconds)
     options.reconnectMinMs = UInt64(b.reconnectMinMilliseconds)
     options.reconnectMaxMs = UInt64(b.reconnectMaxMilliseconds)
+    options.cursors = cursors
     var devices: [BLEDevice] = []
     for d in b.devices {
         guard let address = BDAddress(d.address) else { throw AgentError("bluetooth.devices: bad address \(d.address)") }

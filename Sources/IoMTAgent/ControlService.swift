@@ -262,7 +262,22 @@ public struct ControlService: ControlHandler {
             throw ControlError(.invalidArgument, "give either device or patient")
         }
         let ids = Set(targets.map(\.id))
-        let pending = try await buffer.pendingReadingCounts().filter { ids.contains($0.key) }
+        var pending = try await buffer.pendingReadingCounts().filter { ids.contains($0.key) }
+        if pending.values.reduce(0, +) > 0, !force, a["exported"] == nil, let forwarder = live?.forwarder,
+           await forwarder.isConnected {
+            // A device that is still on streams while the nurse discharges: give what it sent a
+            // moment to be delivered (the forwarder reports idle: buffer empty, nothing in flight),
+            // at most 5 s, then look again.
+            // (Not a task group: it would wait for the idle waiter, which a stream that never
+            // pauses never resumes. The waiter is left to finish at the next idle moment.)
+            let (first, done) = AsyncStream.makeStream(of: Void.self)
+            let idle = Task { await forwarder.waitUntilIdle(); done.yield() }
+            let timer = Task { try? await Task.sleep(for: .seconds(5)); done.yield() }
+            for await _ in first { break }
+            timer.cancel()
+            _ = idle
+            pending = try await buffer.pendingReadingCounts().filter { ids.contains($0.key) }
+        }
         let buffered = pending.values.reduce(0, +)
         var note: String?
         if buffered > 0 {

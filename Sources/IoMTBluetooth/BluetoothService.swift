@@ -34,6 +34,9 @@ public struct BluetoothServiceOptions: Sendable {
     public var connectTimeoutMs: UInt64 = 10_000
     public var reconnectMinMs: UInt64 = 1_000
     public var reconnectMaxMs: UInt64 = 30_000
+    /// The per-device source cursors the buffer stored with the readings (`buffer.loadCursors()`):
+    /// a glucose meter's download resumes after the last record made durable.
+    public var cursors: [String: String] = [:]
     public init(transport: HCITransportSpec, snoopPath: String? = nil, stateDirectory: String) {
         self.transport = transport
         self.snoopPath = snoopPath
@@ -95,6 +98,10 @@ public actor BluetoothService {
     private var identities: [String: DeviceIdentity] = [:]
     public private(set) var decodeErrors = 0
     private var lastReadingAt: [String: Timestamp] = [:]
+    /// The latest source cursor per device: loaded from the buffer, moved as readings are accepted.
+    var cursors: [String: String]
+    /// Glucose download stats and their waiters (GlucoseDownload.swift).
+    var glucose = GlucoseBook()
     private var readingWaiters: [(id: Int, device: String, continuation: CheckedContinuation<Timestamp?, Never>)] = []
 
     let board: StatusBoard
@@ -108,6 +115,7 @@ public actor BluetoothService {
         self.logger = logger
         self.bonds = BondStore(stateDirectory: options.stateDirectory)
         self.devices = Dictionary(devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        self.cursors = options.cursors
     }
 
     // MARK: - Running
@@ -287,6 +295,10 @@ public actor BluetoothService {
             guard case .characteristics(let chars) = try await link.gattRequest(.discoverCharacteristics(start: service.start, end: service.end)) else {
                 return "unexpected discovery result"
             }
+            if profile.usesRecordAccess {
+                // Glucose: download the stored records with the RACP, then stay live (GlucoseDownload.swift).
+                return try await runGlucose(device, link, service: service, characteristics: chars, hasBond: bond != nil)
+            }
             var decoders: [UInt16: BLEProfile.Measurement] = [:]
             for m in profile.measurements {
                 guard let idx = chars.firstIndex(where: { $0.uuid == BluetoothUUID(m.characteristic) }) else { continue }
@@ -379,28 +391,30 @@ public actor BluetoothService {
             logger.warning("malformed measurement dropped", metadata: ["device": "\(device.id)", "error": "\(error)"])
             return
         }
-        for decoded in all { await deliver(device, profile, decoded) }
+        for decoded in all { _ = await submitDecoded(device, profileName: profile.name, decoded) }
     }
 
-    private func deliver(_ device: BLEDevice, _ profile: BLEProfile, _ decoded: DecodedMeasurement) async {
+    /// Hands one decoded measurement to the sink; true when it was accepted (durable).
+    func submitDecoded(_ device: BLEDevice, profileName: String, _ decoded: DecodedMeasurement,
+                       sourceCursor: String? = nil) async -> Bool {
         guard decoded.isPatientData else {
             logger.info("control-solution or test measurement not published", metadata: ["device": "\(device.id)"])
-            return
+            return false
         }
         let received = clock.now()
         let (measured, quality) = resolveMeasurementTime(decoded.deviceTime, receivedAt: received, clock: .unknown,
                                                          gatewayUTCOffsetMinutes: 0)
         let reading = DeviceReading(
-            device: DeviceRef(id: device.id, profile: profile.name, transport: .ble,
+            device: DeviceRef(id: device.id, profile: profileName, transport: .ble,
                               serialNumber: identities[device.id]?.serialNumber),
             patientID: device.patientID, measuredAt: measured, receivedAt: received, timeQuality: quality,
-            observations: decoded.observations)
-        if case .accepted = await sink.submit(reading) {
-            lastReadingAt[device.id] = received
-            let waiting = readingWaiters.filter { $0.device == device.id }
-            readingWaiters.removeAll { $0.device == device.id }
-            for w in waiting { w.continuation.resume(returning: received) }
-        }
+            observations: decoded.observations, sourceCursor: sourceCursor)
+        guard case .accepted = await sink.submit(reading) else { return false }
+        lastReadingAt[device.id] = received
+        let waiting = readingWaiters.filter { $0.device == device.id }
+        readingWaiters.removeAll { $0.device == device.id }
+        for w in waiting { w.continuation.resume(returning: received) }
+        return true
     }
 
     /// The time of the first reading accepted from `deviceID` from now on, or nil after `timeout`

@@ -34,9 +34,12 @@ public struct BLEProfile: Sendable {
     /// Primary service UUID (16-bit).
     public var service: UInt16
     public var measurements: [Measurement]
+    /// Stored records are downloaded with the Record Access Control Point before the link
+    /// goes live (glucose: `GlucoseDownload`), rather than only subscribed to.
+    public var usesRecordAccess = false
 
-    /// Every connected-device profile the agent serves by subscribe-and-decode. Glucose (RACP
-    /// download) and the Generic Health Sensor need procedures of their own.
+    /// Every connected-device profile the agent serves. The Generic Health Sensor needs
+    /// procedures beyond subscribe-and-decode and is not served over a link yet.
     public static let all: [BLEProfile] = [
         BLEProfile(name: "heart-rate", service: 0x180D, measurements: [
             .init(characteristic: 0x2A37, indicated: false) { try HeartRateMeasurement.decode($0).normalized },
@@ -66,6 +69,11 @@ public struct BLEProfile: Sendable {
                 try CGMMeasurement.decode(bytes).map { $0.normalized() }
             }),
         ]),
+        // Glucose Service 0x1808 (reference §6): measurements 0x2A18 and contexts 0x2A34 are
+        // notified; stored records are asked for on the RACP 0x2A52 (GlucoseDownload.swift).
+        BLEProfile(name: "glucose", service: 0x1808, measurements: [
+            .init(characteristic: 0x2A18, indicated: false) { try GlucoseMeasurement.decode($0).normalized },
+        ], usesRecordAccess: true),
     ]
 
     public static func named(_ name: String) -> BLEProfile? { all.first { $0.name == name } }

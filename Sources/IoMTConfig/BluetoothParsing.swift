@@ -64,6 +64,7 @@ public enum BluetoothProfileName: String, CaseIterable, Sendable {
     case weightScale = "weight-scale"
     case bodyComposition = "body-composition"
     case cgm
+    case glucose
 }
 
 enum BluetoothKeys {

@@ -37,6 +37,7 @@ public final class BumbleWorld: Sendable {
         /// Any single-characteristic health profile replaying `payloads` (hex): options `service`,
         /// `characteristic` (hex UUIDs), `indicate`.
         public static let sigProfile = Kind(rawValue: "sig-profile")
+        public static let glucoseMeter = Kind(rawValue: "glucose-meter")
     }
 
     /// A spec option value (JSON scalar or list of strings).
@@ -58,7 +59,7 @@ public final class BumbleWorld: Sendable {
         /// Random static address, e.g. `F0:F1:F2:F3:F4:01` (top two bits set).
         public var address: String
         /// Kind-specific options: `interval_ms`, `serial`, `io_capability`, `passkey`, `legacy`,
-        /// `privacy`, `malformed`, `drop_after`, `away_ms`, ...
+        /// `privacy`, `malformed`, `drop_after`, `away_ms`, `records`, `units`, `busy_first`, `att_errors`, ...
         public var options: [String: Option]
         public init(kind: Kind, name: String, address: String, options: [String: Option] = [:]) {
             self.kind = kind

@@ -59,6 +59,26 @@ import Testing
         #expect(problem(e, at: "bluetooth.devices[2].colour") != nil)
     }
 
+    @Test func glucoseIsABluetoothProfileAndGlucoseMeterIsNot() throws {
+        let c = try parseValid(minimalYAML + """
+
+            bluetooth:
+              adapter: tcp:127.0.0.1:9001
+              devices:
+                - {id: gl-1, address: "F0:F1:F2:F3:F4:11", profile: glucose, patient: P-9}
+            """)
+        #expect(c.bluetooth?.devices.first?.profile == .glucose)
+        #expect(BluetoothProfileName(rawValue: "glucose") == .glucose)
+        let e = problems(minimalYAML + """
+
+            bluetooth:
+              adapter: tcp:127.0.0.1:9001
+              devices:
+                - {address: "F0:F1:F2:F3:F4:11", profile: glucose-meter, patient: P-9}
+            """)
+        #expect(problem(e, at: "bluetooth.devices[0].profile")?.message.contains("body-composition, cgm, glucose") == true)
+    }
+
     @Test func adapterForms() {
         #expect(ConfigReader.adapterProblem("hci0") == nil)
         #expect(ConfigReader.adapterProblem("hci12") == nil)

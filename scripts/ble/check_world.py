@@ -47,6 +47,7 @@ DEFAULT_SPEC = {
         {"name": "therm-priv", "kind": "thermometer-secure", "address": "F0:F1:F2:F3:F4:08", "privacy": True},
         {"name": "junk", "kind": "garbage", "address": "F0:F1:F2:F3:F4:04"},
         {"name": "drop", "kind": "dropper", "address": "F0:F1:F2:F3:F4:05", "drop_after": 3, "away_ms": 500},
+        {"name": "gluco", "kind": "glucose-meter", "address": "F0:F1:F2:F3:F4:11", "serial": "GL-0011"},
     ],
 }
 
@@ -54,6 +55,10 @@ HRM = UUID.from_16_bits(0x2A37)
 TEMP = UUID.from_16_bits(0x2A1C)
 SERIAL = UUID.from_16_bits(0x2A25)
 BODY_SENSOR_LOCATION = UUID.from_16_bits(0x2A38)
+GLUCOSE_MEASUREMENT = UUID.from_16_bits(0x2A18)
+GLUCOSE_CONTEXT = UUID.from_16_bits(0x2A34)
+GLUCOSE_FEATURE = UUID.from_16_bits(0x2A51)
+RACP = UUID.from_16_bits(0x2A52)
 INSUFFICIENT_ENCRYPTION = 0x0F
 
 
@@ -98,6 +103,24 @@ def parse_temperature(value: bytes) -> float:
     celsius = mantissa * 10.0 ** exponent
     expect(35.0 <= celsius <= 42.0, f"implausible temperature {celsius}")
     return celsius
+
+
+def parse_glucose(value: bytes) -> tuple[int, float, bool]:
+    """Glucose Measurement (GLS 3.106): flags, seq u16, base time 7, [offset s16], [SFLOAT + type/location],
+    [status u16]. Returns (sequence, mg/dL, context follows)."""
+    expect(len(value) >= 10, f"glucose measurement too short: {value.hex()}")
+    flags = value[0]
+    sequence = struct.unpack_from("<H", value, 1)[0]
+    offset = 10 + (2 if flags & 0x01 else 0)
+    expect(flags & 0x02 != 0 and len(value) >= offset + 3, f"no concentration: {value.hex()}")
+    raw = struct.unpack_from("<H", value, offset)[0]
+    mantissa, exponent = raw & 0x0FFF, raw >> 12
+    mantissa -= 0x1000 if mantissa & 0x800 else 0
+    exponent -= 0x10 if exponent & 0x8 else 0
+    scale = 18016.0 if flags & 0x04 else 100000.0  # mol/L -> mg/dL (180.16 g/mol), kg/L -> mg/dL
+    mgdl = mantissa * 10.0 ** exponent * scale
+    expect(20 <= mgdl <= 600, f"implausible glucose {mgdl} mg/dL")
+    return sequence, mgdl, bool(flags & 0x10)
 
 
 class CentralDelegate(PairingDelegate):
@@ -266,6 +289,40 @@ class Checker:
         await self.disconnect(connection)
 
 
+    async def glucose(self, spec: dict) -> None:
+        """Stored records over the RACP: all, then >= a sequence number (none left), the count."""
+        records = int(spec.get("records", 5))
+        connection, peer = await self.connect(spec["name"])
+        feature = await peer.read_characteristics_by_uuid(GLUCOSE_FEATURE)
+        expect(len(feature) == 1 and len(feature[0]) == 2, f"glucose feature {feature}")
+        measurements: list[bytes] = []
+        contexts: list[bytes] = []
+        responses: asyncio.Queue[bytes] = asyncio.Queue()
+        for uuid, sink in ((GLUCOSE_MEASUREMENT, measurements), (GLUCOSE_CONTEXT, contexts)):
+            (characteristic,) = peer.get_characteristics_by_uuid(uuid)
+            await peer.subscribe(characteristic, lambda v, sink=sink: sink.append(bytes(v)), prefer_notify=True)
+        (racp,) = peer.get_characteristics_by_uuid(RACP)
+        await peer.subscribe(racp, lambda v: responses.put_nowait(bytes(v)), prefer_notify=False)
+
+        async def ask(request: bytes) -> bytes:
+            await peer.write_value(racp, request, with_response=True)
+            return await asyncio.wait_for(responses.get(), 10.0)
+
+        expect(await ask(bytes([0x01, 0x01])) == bytes([0x06, 0x00, 0x01, 0x01]), "report all: no success")
+        parsed = [parse_glucose(m) for m in measurements]
+        expect([p[0] for p in parsed] == list(range(1, records + 1)), f"sequences {[p[0] for p in parsed]}")
+        flagged = [p[0] for p in parsed if p[2]]
+        expect([struct.unpack_from("<H", c, 1)[0] for c in contexts] == flagged, f"contexts {[c.hex() for c in contexts]}")
+        answer = await ask(bytes([0x01, 0x03, 0x01]) + struct.pack("<H", records + 1))
+        expect(answer == bytes([0x06, 0x00, 0x01, 0x06]), f"report >= {records + 1}: {answer.hex()}, wanted no records")
+        answer = await ask(bytes([0x04, 0x01]))
+        expect(answer == bytes([0x05, 0x00]) + struct.pack("<H", records), f"number of records: {answer.hex()}")
+        answer = await ask(bytes([0x01, 0x07]))
+        expect(answer == bytes([0x06, 0x00, 0x01, 0x03]), f"invalid operator: {answer.hex()}")
+        expect(len(measurements) == records, f"{len(measurements)} measurements in all")
+        await self.disconnect(connection)
+
+
 async def check(ready: dict, spec: dict, host_index: int, control=None) -> int:
     port = ready["hosts"][host_index]["port"]
     async with await open_transport(f"tcp-client:127.0.0.1:{port}") as transport:
@@ -283,6 +340,8 @@ async def check(ready: dict, spec: dict, host_index: int, control=None) -> int:
             await checker.run(f"garbage {p['name']}", checker.garbage(p))
         for p in checker.of_kind("dropper"):
             await checker.run(f"dropper {p['name']}", checker.dropper(p), timeout=30.0)
+        for p in checker.of_kind("glucose-meter"):
+            await checker.run(f"glucose-meter {p['name']}", checker.glucose(p))
         if checker.failures:
             print(f"FAILED {len(checker.failures)}: {', '.join(checker.failures)}", flush=True)
             return 1

@@ -22,12 +22,13 @@ import struct
 import sys
 from typing import Any
 
-from bumble import hci, ll, smp
+from bumble import att, hci, ll, smp
 from bumble.controller import Controller
 from bumble.device import Device, DeviceConfiguration
 from bumble.gatt import (
     GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR,
     Characteristic,
+    CharacteristicValue,
     Descriptor,
     Service,
 )
@@ -49,6 +50,23 @@ MODEL_NUMBER = 0x2A24
 SERIAL_NUMBER = 0x2A25
 BATTERY_SERVICE = 0x180F
 BATTERY_LEVEL = 0x2A19
+GLUCOSE_SERVICE = 0x1808
+GLUCOSE_MEASUREMENT = 0x2A18
+GLUCOSE_MEASUREMENT_CONTEXT = 0x2A34
+GLUCOSE_FEATURE = 0x2A51
+RECORD_ACCESS_CONTROL_POINT = 0x2A52
+
+# RACP (GSS Record Access Control Point; reference ble-health-profiles.md 6.3).
+RACP_REPORT, RACP_DELETE, RACP_ABORT, RACP_REPORT_NUMBER, RACP_NUMBER_RESPONSE, RACP_RESPONSE = 1, 2, 3, 4, 5, 6
+RACP_NULL, RACP_ALL, RACP_LE, RACP_GE, RACP_RANGE, RACP_FIRST, RACP_LAST = 0, 1, 2, 3, 4, 5, 6
+RACP_SUCCESS, RACP_OPCODE_NOT_SUPPORTED, RACP_INVALID_OPERATOR, RACP_OPERATOR_NOT_SUPPORTED = 1, 2, 3, 4
+RACP_INVALID_OPERAND, RACP_NO_RECORDS, RACP_ABORT_UNSUCCESSFUL, RACP_NOT_COMPLETED, RACP_OPERAND_NOT_SUPPORTED = 5, 6, 7, 8, 9
+# ATT errors a glucose server answers an RACP write with (reference 6.4): GLS 1.0 used the
+# application range, newer specs the common profile codes.
+ATT_ERRORS = {
+    "current": {"busy": 0xFE, "cccd": 0xFD},   # procedure already in progress, CCCD improperly configured
+    "gls-1.0": {"busy": 0x80, "cccd": 0x81},
+}
 
 # Reason codes (Core v5.4 Vol 1 Part F).
 CONNECTION_TIMEOUT = 0x08
@@ -56,7 +74,7 @@ REMOTE_USER_TERMINATED = 0x13
 UNKNOWN_CONNECTION_IDENTIFIER = 0x02
 COMMAND_DISALLOWED = 0x0C
 
-KINDS = ("heart-rate", "thermometer-secure", "garbage", "dropper", "sig-profile")
+KINDS = ("heart-rate", "thermometer-secure", "garbage", "dropper", "sig-profile", "glucose-meter")
 GARBAGE_ALL = ["truncated-notification", "unknown-opcode", "unknown-handle", "unknown-cid", "bad-smp"]
 
 
@@ -300,6 +318,11 @@ def ad_structure(ad_type: int, data: bytes) -> bytes:
     return bytes([len(data) + 1, ad_type]) + data
 
 
+def encode_sfloat(mantissa: int, exponent: int) -> bytes:
+    """IEEE-11073 16-bit SFLOAT: 4-bit exponent (high) and 12-bit mantissa, little-endian."""
+    return (((exponent & 0x0F) << 12) | (mantissa & 0x0FFF)).to_bytes(2, "little")
+
+
 def encode_float(mantissa: int, exponent: int) -> bytes:
     """IEEE-11073 32-bit FLOAT: int24 mantissa then int8 exponent, little-endian."""
     return (mantissa & 0xFFFFFF).to_bytes(3, "little") + (exponent & 0xFF).to_bytes(1, "little")
@@ -386,16 +409,13 @@ class Peripheral:
             )]
             services = [Service(uuid16(HEALTH_THERMOMETER_SERVICE), [measurement]), self.device_information()]
             self.service_uuids = [HEALTH_THERMOMETER_SERVICE]
-            io = self.spec.get("io_capability", "no-input-no-output")
-            if io not in IO_CAPABILITIES:
-                raise ValueError(f"peripheral {self.name}: unknown io_capability {io!r}")
-            passkey = self.spec.get("passkey")
-            legacy = bool(self.spec.get("legacy", False))
-            mitm = io != "no-input-no-output"
-            self.device.pairing_config_factory = lambda _connection: PairingConfig(
-                sc=not legacy, mitm=mitm, bonding=True,
-                delegate=FixedDelegate(IO_CAPABILITIES[io], passkey),
-            )
+            self.configure_pairing()
+        elif self.kind == "glucose-meter":
+            measurement = self.build_glucose()
+            services = [self.glucose_service, self.device_information()]
+            self.service_uuids = [GLUCOSE_SERVICE, DEVICE_INFORMATION_SERVICE]
+            if self.spec.get("secure", False):
+                self.configure_pairing()
         else:
             measurement = Characteristic(uuid16(HEART_RATE_MEASUREMENT), Characteristic.Properties.NOTIFY,
                                          Characteristic.READABLE, b"")
@@ -409,6 +429,233 @@ class Peripheral:
         self.measurement_characteristic = measurement
         measurement.on("subscription", self.on_subscription)
         self.device.add_services(services)
+
+    def configure_pairing(self) -> None:
+        io = self.spec.get("io_capability", "no-input-no-output")
+        if io not in IO_CAPABILITIES:
+            raise ValueError(f"peripheral {self.name}: unknown io_capability {io!r}")
+        passkey = self.spec.get("passkey")
+        legacy = bool(self.spec.get("legacy", False))
+        mitm = io != "no-input-no-output"
+        self.device.pairing_config_factory = lambda _connection: PairingConfig(
+            sc=not legacy, mitm=mitm, bonding=True,
+            delegate=FixedDelegate(IO_CAPABILITIES[io], passkey),
+        )
+
+    # Glucose meter ---------------------------------------------------------------------------
+    def cccd(self, characteristic: Characteristic) -> Descriptor:
+        """A CCCD of our own: with `secure`, writing it needs an encrypted link (ATT 0x0F)."""
+        permissions = Descriptor.READABLE | Descriptor.WRITEABLE
+        if self.spec.get("secure", False):
+            permissions |= Descriptor.WRITE_REQUIRES_ENCRYPTION
+        return Descriptor(GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR, permissions,
+                          self.device.gatt_server.make_descriptor_value(characteristic))
+
+    def build_glucose(self) -> Characteristic:
+        """Glucose Service 0x1808 (reference 6): Measurement 0x2A18 (notify), Context 0x2A34
+        (notify), Feature 0x2A51 (read), RACP 0x2A52 (write + indicate)."""
+        errors = self.spec.get("att_errors", "current")
+        if errors not in ATT_ERRORS:
+            raise ValueError(f"peripheral {self.name}: unknown att_errors {errors!r} (one of {list(ATT_ERRORS)})")
+        self.att_errors = ATT_ERRORS[errors]
+        self.mmol = self.spec.get("units", "mg/dL") == "mmol/L"
+        self.first_sequence = int(self.spec.get("first_sequence", 1))
+        self.records: list[dict[str, Any]] = []
+        for _ in range(int(self.spec.get("records", 5))):
+            self.append_record()
+        self.busy_left = int(self.spec.get("busy_first", 0))
+        self.racp_requests: list[str] = []
+        self.racp_task: asyncio.Task | None = None
+        self.racp_answered = False  # the running procedure's final indication is on its way
+        self.racp_handle: int | None = None  # the connection the running procedure serves
+        self.racp_abort = False
+        measurement = Characteristic(uuid16(GLUCOSE_MEASUREMENT), Characteristic.Properties.NOTIFY,
+                                     Characteristic.READABLE, b"")
+        context = Characteristic(uuid16(GLUCOSE_MEASUREMENT_CONTEXT), Characteristic.Properties.NOTIFY,
+                                 Characteristic.READABLE, b"")
+        feature = Characteristic(uuid16(GLUCOSE_FEATURE), Characteristic.Properties.READ, Characteristic.READABLE,
+                                 struct.pack("<H", int(self.spec.get("feature", 0x013F))))
+        racp = Characteristic(uuid16(RECORD_ACCESS_CONTROL_POINT),
+                              Characteristic.Properties.WRITE | Characteristic.Properties.INDICATE,
+                              Characteristic.WRITEABLE, CharacteristicValue(write=self.on_racp_write))
+        for c in (measurement, context, racp):
+            c.descriptors = [self.cccd(c)]
+        self.context_characteristic = context
+        self.racp_characteristic = racp
+        self.glucose_service = Service(uuid16(GLUCOSE_SERVICE), [measurement, context, feature, racp])
+        return measurement
+
+    def append_record(self) -> dict[str, Any]:
+        """Record i: sequence first_sequence + i, base time 2026-01-01 08:00 + i hours, a time
+        offset of -5 min on every 3rd, 90 + 7i mg/dL (or 5.0 + 0.4i mmol/L), capillary whole
+        blood from a finger; every even i with a context (meal, tester self, health none)."""
+        i = len(self.records)
+        record = {"sequence": (self.first_sequence + i) & 0xFFFF, "index": i, "context": i % 2 == 0}
+        self.records.append(record)
+        return record
+
+    def glucose_measurement(self, record: dict[str, Any]) -> bytes:
+        i = record["index"]
+        flags = 0x02  # concentration, type and sample location present
+        day, hour = divmod(8 + i, 24)
+        body = struct.pack("<HHBBBBB", record["sequence"], 2026, 1, 1 + day, hour, 0, 0)
+        if i % 3 == 1:
+            flags |= 0x01
+            body += struct.pack("<h", -5)
+        if self.mmol:
+            flags |= 0x04  # mol/L: 5.0 mmol/L = 50e-4 mol/L
+            body += encode_sfloat(50 + 4 * i, -4)
+        else:  # kg/L: 90 mg/dL = 90e-5 kg/L
+            body += encode_sfloat(90 + 7 * i, -5)
+        body += bytes([0x11])  # type 1 capillary whole blood (low nibble), location 1 finger
+        if record["context"]:
+            flags |= 0x10
+        return bytes([flags]) + body
+
+    def glucose_context(self, record: dict[str, Any]) -> bytes:
+        i = record["index"]
+        # Meal present, tester-health present: meal 1..5, tester 1 self (low), health 5 none (high).
+        return bytes([0x06]) + struct.pack("<H", record["sequence"]) + bytes([1 + i % 5, 0x51])
+
+    def selected(self, operator: int, operand: bytes) -> list[dict[str, Any]] | int:
+        """The records an RACP operator and operand select, or an RACP response value."""
+        if operator == RACP_ALL:
+            return list(self.records) if not operand else RACP_INVALID_OPERAND
+        if operator in (RACP_FIRST, RACP_LAST):
+            if operand:
+                return RACP_INVALID_OPERAND
+            return self.records[:1] if operator == RACP_FIRST else self.records[-1:]
+        if operator in (RACP_LE, RACP_GE, RACP_RANGE):
+            if not operand:
+                return RACP_INVALID_OPERAND
+            if operand[0] != 0x01:  # only filter type 0x01 (sequence number) is served here
+                return RACP_OPERAND_NOT_SUPPORTED
+            values = operand[1:]
+            if len(values) != (4 if operator == RACP_RANGE else 2):
+                return RACP_INVALID_OPERAND
+            if operator == RACP_LE:
+                (high,) = struct.unpack("<H", values)
+                return [r for r in self.records if r["sequence"] <= high]
+            if operator == RACP_GE:
+                (low,) = struct.unpack("<H", values)
+                return [r for r in self.records if r["sequence"] >= low]
+            low, high = struct.unpack("<HH", values)
+            if low > high:
+                return RACP_INVALID_OPERAND
+            return [r for r in self.records if low <= r["sequence"] <= high]
+        if operator == RACP_NULL or operator > RACP_LAST:
+            return RACP_INVALID_OPERATOR
+        return RACP_OPERATOR_NOT_SUPPORTED
+
+    def on_racp_write(self, connection, value: bytes) -> None:
+        self.racp_requests.append(value.hex())
+        log.info("%s RACP request %s", self.name, value.hex())
+        cccd = self.device.gatt_server.subscribers.get(connection, {}).get(self.racp_characteristic.handle)
+        if not cccd or cccd[0] & 0x02 == 0:
+            raise att.ATT_Error(self.att_errors["cccd"], self.racp_characteristic.handle)
+        if len(value) < 2:
+            raise att.ATT_Error(att.ATT_INVALID_ATTRIBUTE_LENGTH_ERROR, self.racp_characteristic.handle)
+        op, operator, operand = value[0], value[1], bytes(value[2:])
+        # A procedure is over once its response indication is sent (the confirmation may still be
+        # on its way back when the collector writes its next request).
+        running = self.racp_task is not None and not self.racp_task.done() and not self.racp_answered
+        if op == RACP_ABORT:
+            if operator != RACP_NULL or operand:
+                self.respond(connection, op, RACP_INVALID_OPERATOR if operator != RACP_NULL else RACP_INVALID_OPERAND)
+                return
+            self.racp_abort = True
+            self.spawn(self.finish_abort(connection))
+            return
+        if running:
+            raise att.ATT_Error(self.att_errors["busy"], self.racp_characteristic.handle)
+        if self.busy_left > 0:
+            self.busy_left -= 1
+            raise att.ATT_Error(self.att_errors["busy"], self.racp_characteristic.handle)
+        if op not in (RACP_REPORT, RACP_REPORT_NUMBER):
+            self.respond(connection, op, RACP_OPCODE_NOT_SUPPORTED)
+            return
+        selected = self.selected(operator, operand)
+        if isinstance(selected, int):
+            self.respond(connection, op, selected)
+            return
+        if op == RACP_REPORT_NUMBER:
+            self.racp_handle = connection.handle
+            self.begin()
+            self.racp_task = self.indicate_later(connection, bytes([RACP_NUMBER_RESPONSE, RACP_NULL])
+                                                 + struct.pack("<H", len(selected)))
+            return
+        if not selected:
+            self.respond(connection, op, RACP_NO_RECORDS)
+            return
+        self.racp_abort = False
+        self.racp_handle = connection.handle
+        self.begin()
+        self.racp_task = asyncio.create_task(self.report(connection, selected))
+        self.tasks.add(self.racp_task)
+        self.racp_task.add_done_callback(self.tasks.discard)
+
+    def begin(self) -> None:
+        self.racp_answered = False
+
+    def respond(self, connection, request: int, code: int) -> None:
+        self.racp_handle = connection.handle
+        self.begin()
+        self.racp_task = self.indicate_later(connection, bytes([RACP_RESPONSE, RACP_NULL, request, code]))
+
+    def indicate_later(self, connection, value: bytes) -> asyncio.Task:
+        """After the Write Response has gone (the write handler returns first)."""
+        async def send() -> None:
+            await asyncio.sleep(0.005)
+            await self.indicate_racp(connection, value)
+        task = asyncio.create_task(send())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def indicate_racp(self, connection, value: bytes) -> None:
+        self.racp_answered = True
+        try:
+            await asyncio.wait_for(self.device.indicate_subscriber(connection, self.racp_characteristic, value), 5)
+            log.info("%s RACP indication %s", self.name, value.hex())
+        except Exception as error:
+            log.info("%s: RACP indication to 0x%04X failed: %r", self.name, connection.handle, error)
+
+    async def send_record(self, connection, record: dict[str, Any]) -> None:
+        await self.device.notify_subscriber(connection, self.measurement_characteristic, self.glucose_measurement(record))
+        if record["context"]:
+            await self.device.notify_subscriber(connection, self.context_characteristic, self.glucose_context(record))
+        self.notifications_sent += 1
+
+    async def report(self, connection, records: list[dict[str, Any]]) -> None:
+        await asyncio.sleep(0.005)
+        try:
+            for record in records:
+                if self.racp_abort:
+                    return  # the abort answers for the procedure
+                await self.send_record(connection, record)
+                await asyncio.sleep(float(self.spec.get("record_interval_ms", 5)) / 1000.0)
+        except Exception as error:
+            log.info("%s: record to 0x%04X failed: %r", self.name, connection.handle, error)
+            return
+        await self.indicate_racp(connection, bytes([RACP_RESPONSE, RACP_NULL, RACP_REPORT, RACP_SUCCESS]))
+
+    async def finish_abort(self, connection) -> None:
+        task = self.racp_task
+        if task is not None and not task.done():
+            await asyncio.wait({task})  # returns when it ends, however it ends
+        await asyncio.sleep(0.005)
+        await self.indicate_racp(connection, bytes([RACP_RESPONSE, RACP_NULL, RACP_ABORT, RACP_SUCCESS]))
+
+    async def add_record(self) -> int:
+        """A new measurement taken on the meter: stored, and notified at once to a subscribed
+        collector (with its context)."""
+        record = self.append_record()
+        for connection in list(self.connections.values()):
+            try:
+                await self.send_record(connection, record)
+            except Exception as error:
+                log.info("%s: live record to 0x%04X failed: %r", self.name, connection.handle, error)
+        return record["sequence"]
 
     def advertising_data(self) -> bytes:
         data = ad_structure(0x01, bytes([0x06]))  # LE General Discoverable, BR/EDR not supported
@@ -475,6 +722,11 @@ class Peripheral:
         self.subscribed.discard(handle)
         self.sent_per_connection.pop(handle, None)
         self.garbage_done.discard(handle)
+        if self.kind == "glucose-meter" and self.racp_handle == handle and self.racp_task is not None:
+            # A procedure ends with its link (the next collector must not find the meter busy).
+            self.racp_task.cancel()
+            self.racp_task = None
+            self.racp_handle = None
         if self.advertise_wanted and not self.away:
             self.spawn(self.start_advertising())
 
@@ -509,6 +761,8 @@ class Peripheral:
         return bytes([flags, bpm]) + body
 
     async def send_loop(self) -> None:
+        if self.kind == "glucose-meter":
+            return  # records go out on RACP requests and add-record
         n = 0
         while True:
             await asyncio.sleep(self.interval)
@@ -580,6 +834,8 @@ class Peripheral:
             "encrypted": any(c.is_encrypted for c in self.connections.values()),
             "notifications_sent": self.notifications_sent,
             "bonded": bonded,
+            **({"records": len(self.records), "racp_requests": list(self.racp_requests)}
+               if self.kind == "glucose-meter" else {}),
         }
 
     async def close(self) -> None:
@@ -663,6 +919,11 @@ class World:
         if cmd == "start-advertising":
             await self.peripheral(command).start_advertising()
             return {"ok": True}
+        if cmd == "add-record":
+            peripheral = self.peripheral(command)
+            if peripheral.kind != "glucose-meter":
+                raise ValueError(f"{peripheral.name} is not a glucose-meter")
+            return {"ok": True, "sequence": await peripheral.add_record()}
         if cmd == "rotate-address":
             return {"ok": True, "address": (await self.peripheral(command).rotate_address()).replace("/P", "")}
         raise ValueError(f"unknown command {cmd!r}")
