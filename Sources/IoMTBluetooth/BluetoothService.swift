@@ -408,7 +408,8 @@ public actor BluetoothService {
             device: DeviceRef(id: device.id, profile: profileName, transport: .ble,
                               serialNumber: identities[device.id]?.serialNumber),
             patientID: device.patientID, measuredAt: measured, receivedAt: received, timeQuality: quality,
-            observations: decoded.observations, sourceCursor: sourceCursor)
+            observations: decoded.observations, sourceCursor: sourceCursor,
+            deviceStatus: decoded.statuses.map(\.rawValue))
         guard case .accepted = await sink.submit(reading) else { return false }
         lastReadingAt[device.id] = received
         let waiting = readingWaiters.filter { $0.device == device.id }

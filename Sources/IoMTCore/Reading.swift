@@ -109,9 +109,15 @@ public struct DeviceReading: Hashable, Sendable {
     /// meter's download watermark). Opaque to the gateway; stored per device in the SAME
     /// transaction as the reading, so a reconnect never downloads an accepted record again.
     public var sourceCursor: String?
+    /// What the device said about this measurement beyond its values, as open status names
+    /// (e.g. `irregular-pulse`, `cuff-too-loose`, `sensor-contact-not-detected`, a glucose
+    /// context such as `meal-preprandial`); published as `device_status`. Empty when none.
+    public var deviceStatus: [String]
 
     public init(device: DeviceRef, patientID: String, measuredAt: Timestamp, receivedAt: Timestamp,
-                timeQuality: TimeQuality, observations: [Observation], sourceCursor: String? = nil) {
+                timeQuality: TimeQuality, observations: [Observation], sourceCursor: String? = nil,
+                deviceStatus: [String] = []) {
+        self.deviceStatus = deviceStatus
         self.sourceCursor = sourceCursor
         self.device = device
         self.patientID = patientID

@@ -24,6 +24,12 @@ public enum WireFormat {
         w.field("measured_at", r.body.measuredAt.rfc3339)
         w.field("received_at", r.body.receivedAt.rfc3339)
         w.field("time_quality", r.body.timeQuality.rawValue)
+        if !r.body.deviceStatus.isEmpty {
+            w.key("device_status")
+            w.beginArray()
+            for s in r.body.deviceStatus { w.string(s) }
+            w.endArray()
+        }
         w.key("observations")
         w.beginArray()
         for o in r.body.observations {

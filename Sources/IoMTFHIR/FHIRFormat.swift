@@ -152,6 +152,9 @@ public enum FHIRFormat {
         case .simulated: notes.append("time-quality: simulated")
         default: break
         }
+        if !reading.body.deviceStatus.isEmpty {
+            notes.append("device-status: " + reading.body.deviceStatus.joined(separator: ", "))
+        }
         switch item {
         case .single(let o):
             writeValue(&w, o.value, unit: o.unit, notes: &notes, code: o.code)

@@ -58,6 +58,11 @@ struct HealthProfilesEndToEndTests {
             return try #require(o["observations"] as? [[String: Any]])
         }
         func find(_ obs: [[String: Any]], _ mdc: Int) -> [String: Any]? { obs.first { $0["mdc_code"] as? Int == mdc } }
+        // The cuff's measurement status bits travel as device_status, never as numbers.
+        let bpReading = try #require(readings(sub.messages).first { $0.device == "bp-1" })
+        let bpDoc = try #require(try JSONSerialization.jsonObject(with: Data(bpReading.payload.utf8)) as? [String: Any])
+        #expect(Set(bpDoc["device_status"] as? [String] ?? []) ==
+                ["body-movement", "cuff-too-loose", "irregular-pulse", "improper-body-position", "device-time-unknown"])
         let bp = try observations("bp-1")
         #expect(find(bp, 150021)?["value"] as? Double == 138 && find(bp, 150021)?["unit"] as? String == "mm[Hg]")
         #expect(find(bp, 150022)?["value"] as? Double == 88)

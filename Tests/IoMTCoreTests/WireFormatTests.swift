@@ -44,6 +44,13 @@ import Testing
         #expect(obs[1]["value"] as? Double == 72.5)
     }
 
+    @Test func deviceStatusIsPublishedOnlyWhenTheDeviceReportedSome() throws {
+        var r = Self.sample([Observation(code: .pulseOximetrySpO2, value: .numeric(97), unit: .percent)])
+        #expect(try decode(WireFormat.json(r))["device_status"] == nil)
+        r.body.deviceStatus = ["irregular-pulse", "cuff-too-loose"]
+        #expect(try decode(WireFormat.json(r))["device_status"] as? [String] == ["irregular-pulse", "cuff-too-loose"])
+    }
+
     @Test func invalidValuesAreNeverNumbers() throws {
         let r = Self.sample([
             Observation(code: .pulseOximetrySpO2, value: .number(.nan), unit: .percent),
