@@ -34,6 +34,8 @@ public struct BluetoothServiceOptions: Sendable {
     public var connectTimeoutMs: UInt64 = 10_000
     public var reconnectMinMs: UInt64 = 1_000
     public var reconnectMaxMs: UInt64 = 30_000
+    /// Broadcast-only sensors read from advertisements (``Broadcasters``).
+    public var broadcasters: [BLEBroadcaster] = []
     public init(transport: HCITransportSpec, snoopPath: String? = nil, stateDirectory: String) {
         self.transport = transport
         self.snoopPath = snoopPath
@@ -98,6 +100,7 @@ public actor BluetoothService {
     private var readingWaiters: [(id: Int, device: String, continuation: CheckedContinuation<Timestamp?, Never>)] = []
 
     let board: StatusBoard
+    let broadcasters: Broadcasters
 
     public init(options: BluetoothServiceOptions, devices: [BLEDevice], sink: any ReadingSink, clock: any WallClock,
                 logger: Logger, board: StatusBoard? = nil) {
@@ -108,6 +111,7 @@ public actor BluetoothService {
         self.logger = logger
         self.bonds = BondStore(stateDirectory: options.stateDirectory)
         self.devices = Dictionary(devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        self.broadcasters = Broadcasters(options.broadcasters, sink: sink, clock: clock, logger: logger, board: self.board)
     }
 
     // MARK: - Running
@@ -151,7 +155,9 @@ public actor BluetoothService {
         let adverts = await h.advertisements()
         let late = await h.unsolicitedConnections()
         let lateTask = Task { for await link in late { await self.adoptLate(link) } }
-        defer { lateTask.cancel() }
+        let broadcast = broadcasters.count > 0 ? await h.advertisements() : nil
+        let broadcastTask = Task { [broadcasters] in if let broadcast { await broadcasters.run(broadcast) } }
+        defer { lateTask.cancel(); broadcastTask.cancel() }
         await withTaskCancellationHandler {
             for await ad in adverts {
                 route(ad)
