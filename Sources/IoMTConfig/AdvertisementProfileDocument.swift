@@ -226,8 +226,10 @@ extension ConfigReader {
         }
         let require = conditions(top, "require")
         var fields: [AdvertisementProfileDocument.Field] = []
+        var noFieldsGiven = value(top, "fields") == nil
         if let node = value(top, "fields") {
             if case let .sequence(seq) = node {
+                noFieldsGiven = seq.isEmpty
                 var names: [String: Int] = [:]
                 for (i, item) in seq.enumerated() {
                     guard let f = section(item, path: "fields[\(i)]", parentLine: line(item, line(top, "fields")),
@@ -274,7 +276,7 @@ extension ConfigReader {
                 report("fields", line(top, "fields"), "must be a list of fields ('- {name: ..., offset: ...}'), got \(describe(node))")
             }
         }
-        if fields.isEmpty && (value(top, "fields") == nil || problems.count == before) {
+        if noFieldsGiven || (fields.isEmpty && problems.count == before) {
             report("fields", line(top, "fields"), "must define at least one field (name, offset, encoding, mdc, unit)")
         }
         guard problems.count == before, let name, let source else { return nil }
