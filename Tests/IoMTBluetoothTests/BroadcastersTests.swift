@@ -6,7 +6,7 @@ import Synchronization
 import Testing
 
 /// Collects what the broadcasters hand to the sink.
-final class CollectingSink: ReadingSink {
+final class BroadcastSink: ReadingSink {
     let readings = Mutex<[DeviceReading]>([])
     func submit(_ reading: DeviceReading) async -> IngestOutcome {
         let n = readings.withLock { $0.append(reading); return $0.count }
@@ -15,7 +15,7 @@ final class CollectingSink: ReadingSink {
     var all: [DeviceReading] { readings.withLock { $0 } }
 }
 
-struct FixedClock: WallClock {
+struct BroadcastTestClock: WallClock {
     func now() -> Timestamp { Timestamp(millisecondsSinceEpoch: 1_790_000_000_000) }
 }
 
@@ -112,10 +112,10 @@ struct FixedClock: WallClock {
     }
 
     @Test func actorDeliversReadingsCountsErrorsAndKeepsStatus() async throws {
-        let sink = CollectingSink()
+        let sink = BroadcastSink()
         let board = StatusBoard([])
         let b = Broadcasters([BLEBroadcaster(id: "scale-4", address: Self.here, patientID: "P-1001", profile: Self.scale)],
-                             sink: sink, clock: FixedClock(), logger: testLogger("broadcast"), board: board)
+                             sink: sink, clock: BroadcastTestClock(), logger: testLogger("broadcast"), board: board)
         #expect(board.snapshot().first?.detail == "not seen yet")
         await b.observe(address: Self.here, data: Self.ad([0x20, 0x60, 0x6D]), nowMs: 0)
         await b.observe(address: Self.here, data: Self.ad([0x20, 0x60, 0x6D]), nowMs: 100)
@@ -125,13 +125,13 @@ struct FixedClock: WallClock {
         let r = try #require(sink.all.count == 1 ? sink.all[0] : nil)
         #expect(r.device == DeviceRef(id: "scale-4", profile: "test-scale", transport: .ble))
         #expect(r.patientID == "P-1001" && r.timeQuality == .gatewayReceipt)
-        #expect(r.measuredAt == FixedClock().now() && r.receivedAt == FixedClock().now())
+        #expect(r.measuredAt == BroadcastTestClock().now() && r.receivedAt == BroadcastTestClock().now())
         #expect(r.observations == [Observation(code: .bodyWeight, value: .numeric(140), unit: "kg")])
         #expect(await b.decodeErrors == 1)
         #expect(await b.published == 1)
         let status = try #require(board.snapshot().first)
         #expect(status.deviceID == "scale-4" && status.transport == .ble && !status.connected)
-        let t = "\(FixedClock().now())"
+        let t = "\(BroadcastTestClock().now())"
         #expect(status.detail == "last seen \(t), last published \(t), 1 undecodable payload")
         #expect(status.detail?.contains("P-1001") == false)
     }
