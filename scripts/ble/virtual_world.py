@@ -471,7 +471,8 @@ class Peripheral:
         if self.payload_index + 1 >= len(self.payloads):
             raise ValueError(f"{self.name} is already at its last payload")
         self.payload_index += 1
-        await self.start_broadcasting()
+        if self.advertise_wanted:  # stopped by stop-advertising: the next start uses the new payload
+            await self.start_broadcasting()
         return self.payload_index
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -489,6 +490,9 @@ class Peripheral:
         task.add_done_callback(self.tasks.discard)
 
     async def start_advertising(self) -> None:
+        if self.kind == "broadcaster":  # its own non-connectable advertising
+            await self.start_broadcasting()
+            return
         # One advertising change at a time: a re-advertise after a disconnection and a
         # rotate-address command racing each other broke Bumble's advertising set (error '0').
         async with self.advertising_lock:
