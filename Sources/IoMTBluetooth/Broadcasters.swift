@@ -4,7 +4,10 @@ import IoMTHealthProfiles
 import Logging
 
 /// A broadcast-only sensor (a scale or thermometer that never connects): its measurements are
-/// read from its advertisements with a declarative ``AdvertisementProfile`` (issue 6).
+/// read from its advertisements (typically ADV_NONCONN_IND, Core v5.4 Vol 6 Part B 2.3.1.3; the
+/// connectable bit is not looked at) with a declarative ``AdvertisementProfile`` reading Service
+/// Data (Supplement to the Core Specification Part A 1.11) or Manufacturer Specific Data (Part A
+/// 1.4) (issue 6).
 public struct BLEBroadcaster: Sendable, Hashable {
     public var id: String
     /// The advertiser's address; nil: any advertiser carrying the profile's source (only when the
