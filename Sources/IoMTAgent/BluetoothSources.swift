@@ -4,6 +4,7 @@ import IoMTControl
 import IoMTCore
 import IoMTHCI
 import IoMTHCITransport
+import IoMTHealthProfiles
 import IoMTRegistry
 import IoMTSMP
 import Logging
@@ -26,6 +27,7 @@ public func makeBluetoothSource(config: AgentConfig, registry: DeviceRegistry?, 
     options.reconnectMinMs = UInt64(b.reconnectMinMilliseconds)
     options.reconnectMaxMs = UInt64(b.reconnectMaxMilliseconds)
     options.cursors = cursors
+    options.broadcasters = try b.broadcasters.map(makeBroadcaster)
     var devices: [BLEDevice] = []
     for d in b.devices {
         guard let address = BDAddress(d.address) else { throw AgentError("bluetooth.devices: bad address \(d.address)") }
@@ -37,6 +39,48 @@ public func makeBluetoothSource(config: AgentConfig, registry: DeviceRegistry?, 
         devices.append(entry)
     }
     return BluetoothSource(options: options, devices: devices, clock: clock, logger: logger)
+}
+
+/// A `bluetooth.broadcasters` entry with its advertisement profile: the document
+/// `AgentConfig.load` already read, or the file read now (a configuration built with `parse(yaml:)`).
+func makeBroadcaster(_ entry: AgentConfig.Bluetooth.Broadcaster) throws(AgentError) -> BLEBroadcaster {
+    var address: BDAddress?
+    if let text = entry.address {
+        guard let a = BDAddress(text) else { throw AgentError("bluetooth.broadcasters: bad address \(text)") }
+        address = a
+    }
+    let document: AdvertisementProfileDocument
+    if let d = entry.profileDocument {
+        document = d
+    } else {
+        do {
+            document = try AdvertisementProfileDocument.load(path: entry.profile)
+        } catch {
+            throw AgentError("bluetooth.broadcasters: \(error)")
+        }
+    }
+    return BLEBroadcaster(id: entry.id, address: address, patientID: entry.patient, profile: advertisementProfile(document),
+                          repeatWindowMs: UInt64(entry.repeatWindowSeconds) * 1000)
+}
+
+/// The configuration's advertisement profile document as the decoder's profile.
+func advertisementProfile(_ d: AdvertisementProfileDocument) -> AdvertisementProfile {
+    let source: AdvertisementProfile.Source
+    switch d.source {
+    case .serviceData(let uuid): source = .serviceData(uuid16: uuid)
+    case .manufacturerData(let company): source = .manufacturerData(companyID: company)
+    }
+    func condition(_ c: AdvertisementProfileDocument.Condition) -> AdvertisementProfile.Condition {
+        .init(offset: c.offset, mask: c.mask, equals: c.equals)
+    }
+    let fields = d.fields.compactMap { f -> AdvertisementProfile.Field? in
+        // The two enumerations name the same encodings (a test pins it).
+        guard let encoding = AdvertisementProfile.Encoding(rawValue: f.encoding.rawValue) else { return nil }
+        return .init(name: f.name, offset: f.offset, encoding: encoding, scale: f.scale, offsetValue: f.offsetValue,
+                     code: MDCCode(rawValue: f.mdc), unit: UCUMUnit(rawValue: f.unit), invalidRaw: f.invalidRaw,
+                     when: f.when.map(condition))
+    }
+    return AdvertisementProfile(name: d.name, source: source, require: d.require.map(condition), fields: fields)
 }
 
 /// The registry's Bluetooth devices as allow-list entries.

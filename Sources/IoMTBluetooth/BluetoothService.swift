@@ -37,6 +37,8 @@ public struct BluetoothServiceOptions: Sendable {
     /// The per-device source cursors the buffer stored with the readings (`buffer.loadCursors()`):
     /// a glucose meter's download resumes after the last record made durable.
     public var cursors: [String: String] = [:]
+    /// Broadcast-only sensors read from advertisements (``Broadcasters``).
+    public var broadcasters: [BLEBroadcaster] = []
     public init(transport: HCITransportSpec, snoopPath: String? = nil, stateDirectory: String) {
         self.transport = transport
         self.snoopPath = snoopPath
@@ -105,6 +107,7 @@ public actor BluetoothService {
     private var readingWaiters: [(id: Int, device: String, continuation: CheckedContinuation<Timestamp?, Never>)] = []
 
     let board: StatusBoard
+    let broadcasters: Broadcasters
 
     public init(options: BluetoothServiceOptions, devices: [BLEDevice], sink: any ReadingSink, clock: any WallClock,
                 logger: Logger, board: StatusBoard? = nil) {
@@ -116,6 +119,7 @@ public actor BluetoothService {
         self.bonds = BondStore(stateDirectory: options.stateDirectory)
         self.devices = Dictionary(devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         self.cursors = options.cursors
+        self.broadcasters = Broadcasters(options.broadcasters, sink: sink, clock: clock, logger: logger, board: self.board)
     }
 
     // MARK: - Running
@@ -159,7 +163,9 @@ public actor BluetoothService {
         let adverts = await h.advertisements()
         let late = await h.unsolicitedConnections()
         let lateTask = Task { for await link in late { await self.adoptLate(link) } }
-        defer { lateTask.cancel() }
+        let broadcast = broadcasters.count > 0 ? await h.advertisements() : nil
+        let broadcastTask = Task { [broadcasters] in if let broadcast { await broadcasters.run(broadcast) } }
+        defer { lateTask.cancel(); broadcastTask.cancel() }
         await withTaskCancellationHandler {
             for await ad in adverts {
                 route(ad)

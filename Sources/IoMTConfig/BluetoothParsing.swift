@@ -15,15 +15,19 @@ extension AgentConfig {
         public var reconnectMaxMilliseconds: Int
         /// `bluetooth.devices`: wearables configured here rather than paired from the CLI.
         public var devices: [Device]
+        /// `bluetooth.broadcasters`: broadcast-only sensors read from their advertisements (issue 6).
+        public var broadcasters: [Broadcaster]
 
         public init(adapter: String, snoop: String? = nil, connectTimeoutMilliseconds: Int = 10_000,
-                    reconnectMinMilliseconds: Int = 1_000, reconnectMaxMilliseconds: Int = 30_000, devices: [Device] = []) {
+                    reconnectMinMilliseconds: Int = 1_000, reconnectMaxMilliseconds: Int = 30_000, devices: [Device] = [],
+                    broadcasters: [Broadcaster] = []) {
             self.adapter = adapter
             self.snoop = snoop
             self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
             self.reconnectMinMilliseconds = reconnectMinMilliseconds
             self.reconnectMaxMilliseconds = reconnectMaxMilliseconds
             self.devices = devices
+            self.broadcasters = broadcasters
         }
 
         /// One entry of `bluetooth.devices`.
@@ -68,8 +72,9 @@ public enum BluetoothProfileName: String, CaseIterable, Sendable {
 }
 
 enum BluetoothKeys {
-    static let section = ["adapter", "snoop", "connect_timeout_ms", "reconnect_min_ms", "reconnect_max_ms", "devices"]
+    static let section = ["adapter", "snoop", "connect_timeout_ms", "reconnect_min_ms", "reconnect_max_ms", "devices", "broadcasters"]
     static let device = ["id", "address", "address_type", "profile", "patient"]
+    static let broadcaster = ["id", "address", "any_address", "patient", "profile", "repeat_window_s"]
 }
 
 extension ConfigReader {
@@ -138,10 +143,11 @@ extension ConfigReader {
                 report("bluetooth.devices", line(b, "devices"), "must be a list ('- address: ...' entries), got \(describe(node))")
             }
         }
+        let broadcasters = buildBroadcasters(b, otherIDs: otherIDs.union(devices.map(\.id)))
         guard problems.count == before else { return nil }
         return .some(AgentConfig.Bluetooth(adapter: adapter, snoop: snoop, connectTimeoutMilliseconds: Int(connectTimeout),
                                            reconnectMinMilliseconds: Int(reconnectMin), reconnectMaxMilliseconds: Int(reconnectMax),
-                                           devices: devices))
+                                           devices: devices, broadcasters: broadcasters))
     }
 
     static func isAddress(_ a: String) -> Bool {
@@ -164,6 +170,6 @@ extension ConfigReader {
     }
 }
 
-private extension String {
+extension String {
     func replacingColons() -> String { String(filter { $0 != ":" }) }
 }

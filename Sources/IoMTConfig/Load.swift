@@ -32,6 +32,14 @@ extension AgentConfig {
                 problems += error.problems
             }
         }
+        // Advertisement profile files named by broadcasters: likewise.
+        for (i, entry) in (config.bluetooth?.broadcasters ?? []).enumerated() {
+            do {
+                config.bluetooth?.broadcasters[i].profileDocument = try AdvertisementProfileDocument.load(path: entry.profile)
+            } catch {
+                problems += error.problems
+            }
+        }
         if !problems.isEmpty { throw ConfigErrors(problems) }
         return config
     }

@@ -35,7 +35,8 @@ enum Keys {
     /// Every key name of the configuration and of line profiles (safe to show in messages).
     static let allNames: Set<String> = Set(top + gateway + log + broker + buffer + output + simulator + serial + control
         + serialMatch + BluetoothKeys.section + BluetoothKeys.device + lineProfile + lineProfileLine + lineProfileMeasurement
-        + lineProfileFlags + lineProfileBit)
+        + lineProfileFlags + lineProfileBit + BluetoothKeys.broadcaster + advertisementProfile + advertisementSource
+        + advertisementCondition + advertisementField)
 
     /// Every known key path, for "did you mean" across sections.
     static let allPaths: [String] = top
@@ -44,6 +45,7 @@ enum Keys {
         + simulator.map { "simulators[].\($0)" }
         + serial.map { "serial[].\($0)" } + serialMatch.map { "serial[].match.\($0)" }
         + BluetoothKeys.section.map { "bluetooth.\($0)" } + BluetoothKeys.device.map { "bluetooth.devices[].\($0)" }
+        + BluetoothKeys.broadcaster.map { "bluetooth.broadcasters[].\($0)" }
 }
 
 /// The configuration-specific rules: which keys exist, their types, ranges and defaults.

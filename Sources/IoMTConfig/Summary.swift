@@ -96,6 +96,10 @@ extension AgentConfig {
             for d in b.devices {
                 lines.append("  - \(d.id): \(d.profile.rawValue), patient \(d.patient), \(d.address) (\(d.addressType.rawValue))")
             }
+            for c in b.broadcasters {
+                lines.append("  - \(c.id): broadcaster, patient \(c.patient), \(c.address ?? "any address"), profile \(c.profile)"
+                             + ", repeat window \(c.repeatWindowSeconds) s")
+            }
         } else {
             lines.append("bluetooth: (none)")
         }

@@ -38,6 +38,10 @@ public final class BumbleWorld: Sendable {
         /// `characteristic` (hex UUIDs), `indicate`.
         public static let sigProfile = Kind(rawValue: "sig-profile")
         public static let glucoseMeter = Kind(rawValue: "glucose-meter")
+        /// A broadcast-only sensor: advertises non-connectable with `service_data` or
+        /// `manufacturer_data` (hex UUID / company id) carrying `payloads` (hex) in turn, switching
+        /// on the `next-payload` command or every `switch_ms`.
+        public static let broadcaster = Kind(rawValue: "broadcaster")
     }
 
     /// A spec option value (JSON scalar or list of strings).

@@ -24,7 +24,7 @@ from typing import Any
 
 from bumble import att, hci, ll, smp
 from bumble.controller import Controller
-from bumble.device import Device, DeviceConfiguration
+from bumble.device import AdvertisingType, Device, DeviceConfiguration
 from bumble.gatt import (
     GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR,
     Characteristic,
@@ -74,7 +74,7 @@ REMOTE_USER_TERMINATED = 0x13
 UNKNOWN_CONNECTION_IDENTIFIER = 0x02
 COMMAND_DISALLOWED = 0x0C
 
-KINDS = ("heart-rate", "thermometer-secure", "garbage", "dropper", "sig-profile", "glucose-meter")
+KINDS = ("heart-rate", "thermometer-secure", "garbage", "dropper", "sig-profile", "glucose-meter", "broadcaster")
 GARBAGE_ALL = ["truncated-notification", "unknown-opcode", "unknown-handle", "unknown-cid", "bad-smp"]
 
 
@@ -391,6 +391,9 @@ class Peripheral:
         return [Service(uuid16(service), [measurement]), self.device_information()]
 
     def build_gatt(self) -> None:
+        if self.kind == "broadcaster":
+            self.build_broadcaster()
+            return
         if self.kind == "sig-profile":
             services = self.build_sig_profile()
             self.measurement_characteristic = self.sig_measurement
@@ -658,6 +661,8 @@ class Peripheral:
         return record["sequence"]
 
     def advertising_data(self) -> bytes:
+        if self.kind == "broadcaster":
+            return self.broadcast_data()
         data = ad_structure(0x01, bytes([0x06]))  # LE General Discoverable, BR/EDR not supported
         data += ad_structure(0x03, b"".join(struct.pack("<H", u) for u in self.service_uuids))
         data += ad_structure(0x09, self.name.encode())
@@ -665,9 +670,64 @@ class Peripheral:
             data += bytes([0x1E, 0xFF, 0x01])  # manufacturer data claiming 29 octets, carrying 1
         return data
 
+    # Broadcaster -----------------------------------------------------------------------------
+    def build_broadcaster(self) -> None:
+        """`broadcaster`: a sensor that never connects (a scale, a thermometer). It advertises
+        non-connectable, non-scannable (ADV_NONCONN_IND) with service data (`service_data: "181D"`)
+        or manufacturer data (`manufacturer_data: "0157"`) carrying `payloads[i]` (hex), switching
+        to the next payload on `{"cmd": "next-payload"}` or every `switch_ms` (the last one stays)."""
+        if ("service_data" in self.spec) == ("manufacturer_data" in self.spec):
+            raise ValueError(f"peripheral {self.name}: a broadcaster needs exactly one of service_data, manufacturer_data")
+        self.payloads = [bytes.fromhex(h) for h in self.spec["payloads"]]
+        if not self.payloads:
+            raise ValueError(f"peripheral {self.name}: payloads is empty")
+        self.payload_index = 0
+        self.switch_ms = int(self.spec.get("switch_ms", 0))
+        self.service_uuids = []
+
+    def broadcast_data(self) -> bytes:
+        data = ad_structure(0x01, bytes([0x04]))  # BR/EDR not supported, not discoverable
+        payload = self.payloads[self.payload_index]
+        if "service_data" in self.spec:
+            data += ad_structure(0x16, struct.pack("<H", int(str(self.spec["service_data"]), 16)) + payload)
+        else:
+            data += ad_structure(0xFF, struct.pack("<H", int(str(self.spec["manufacturer_data"]), 16)) + payload)
+        if len(data) > 31:
+            raise ValueError(f"peripheral {self.name}: advertising data of {len(data)} octets exceeds 31")
+        return data
+
+    async def start_broadcasting(self) -> None:
+        async with self.advertising_lock:
+            self.advertise_wanted = True
+            if self.device.is_advertising:
+                await self.device.stop_advertising()
+            await self.device.start_advertising(advertising_type=AdvertisingType.UNDIRECTED,
+                                                advertising_data=self.broadcast_data())
+            log.info("%s broadcasting payload %d as %s", self.name, self.payload_index, self.device.random_address)
+        if self.switch_ms > 0 and self.payload_index + 1 < len(self.payloads):
+            self.spawn(self.switch_later(self.payload_index))
+
+    async def switch_later(self, index: int) -> None:
+        await asyncio.sleep(self.switch_ms / 1000.0)
+        if self.payload_index == index:  # not already switched by a command
+            await self.next_payload()
+
+    async def next_payload(self) -> int:
+        if self.kind != "broadcaster":
+            raise ValueError(f"{self.name} is not a broadcaster")
+        if self.payload_index + 1 >= len(self.payloads):
+            raise ValueError(f"{self.name} is already at its last payload")
+        self.payload_index += 1
+        if self.advertise_wanted:  # stopped by stop-advertising: the next start uses the new payload
+            await self.start_broadcasting()
+        return self.payload_index
+
     # Lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.device.power_on()
+        if self.kind == "broadcaster":
+            await self.start_broadcasting()
+            return
         await self.start_advertising()
         self.spawn(self.send_loop())
 
@@ -677,6 +737,9 @@ class Peripheral:
         task.add_done_callback(self.tasks.discard)
 
     async def start_advertising(self) -> None:
+        if self.kind == "broadcaster":  # its own non-connectable advertising
+            await self.start_broadcasting()
+            return
         # One advertising change at a time: a re-advertise after a disconnection and a
         # rotate-address command racing each other broke Bumble's advertising set (error '0').
         async with self.advertising_lock:
@@ -924,6 +987,8 @@ class World:
             if peripheral.kind != "glucose-meter":
                 raise ValueError(f"{peripheral.name} is not a glucose-meter")
             return {"ok": True, "sequence": await peripheral.add_record()}
+        if cmd == "next-payload":
+            return {"ok": True, "payload_index": await self.peripheral(command).next_payload()}
         if cmd == "rotate-address":
             return {"ok": True, "address": (await self.peripheral(command).rotate_address()).replace("/P", "")}
         raise ValueError(f"unknown command {cmd!r}")
