@@ -100,6 +100,8 @@ public actor BluetoothService {
     private var identities: [String: DeviceIdentity] = [:]
     public private(set) var decodeErrors = 0
     private var lastReadingAt: [String: Timestamp] = [:]
+    /// What is known of each device's clock on its current link (Current Time Service).
+    private var clockStates: [String: DeviceClockState] = [:]
     /// The latest source cursor per device: loaded from the buffer, moved as readings are accepted.
     var cursors: [String: String]
     /// Glucose download stats and their waiters (GlucoseDownload.swift).
@@ -293,6 +295,10 @@ public actor BluetoothService {
             if let battery = services.first(where: { $0.uuid == BluetoothUUID(0x180F) }) {
                 await readBattery(device, link, battery)
             }
+            clockStates[device.id] = .unknown
+            if let cts = services.first(where: { $0.uuid == BluetoothUUID(0x1805) }) {
+                clockStates[device.id] = await synchroniseClock(device, link, cts)
+            }
             if let sc = services.first(where: { $0.uuid == BluetoothUUID(0x1801) }),
                case .characteristics(let gattChars)? = try? await link.gattRequest(.discoverCharacteristics(start: sc.start, end: sc.end)),
                let changed = gattChars.first(where: { $0.uuid == BluetoothUUID(0x2A05) }) {
@@ -354,6 +360,34 @@ public actor BluetoothService {
         return code == .insufficientEncryption || code == .insufficientAuthentication
     }
 
+    /// Current Time Service 0x1805 (reference §10.5): read the device clock; set it from the
+    /// gateway's when it is off by more than 8 s (or unknown) and the characteristic is writable,
+    /// else remember the offset so measurement times are corrected and marked as such. The hub's
+    /// clock is taken as UTC and the device's local time as UTC too (no Local Time Information).
+    private func synchroniseClock(_ device: BLEDevice, _ link: LELink, _ service: GATTService) async -> DeviceClockState {
+        guard case .characteristics(let chars)? = try? await link.gattRequest(.discoverCharacteristics(start: service.start, end: service.end)),
+              let current = chars.first(where: { $0.uuid == BluetoothUUID(0x2A2B) }),
+              case .value(let v)? = try? await link.gattRequest(.read(handle: current.valueHandle)) else { return .unknown }
+        let now = clock.now()
+        let deviceTime: CurrentTime
+        do {
+            deviceTime = try CurrentTime.decode(v)
+        } catch {
+            logger.warning("malformed Current Time ignored", metadata: ["device": "\(device.id)", "error": "\(error)"])
+            return .unknown
+        }
+        if deviceTime.needsSetting(gatewayNow: now, utcOffsetMinutes: 0) && current.properties.contains(.write) {
+            let value = CurrentTime(gatewayTime: clock.now(), utcOffsetMinutes: 0).encoded
+            if (try? await link.gattRequest(.write(handle: current.valueHandle, value: value))) != nil {
+                logger.info("device clock set from the gateway", metadata: ["device": "\(device.id)"])
+                return .setByGateway
+            }
+        }
+        guard let offset = deviceTime.offset(from: now, utcOffsetMinutes: 0) else { return .unknown }
+        logger.info("device clock offset measured", metadata: ["device": "\(device.id)", "offset_ms": "\(offset)"])
+        return .measuredOffset(milliseconds: offset)
+    }
+
     /// Battery Level 0x2A19 (Battery Service 0x180F), read on each connection into the device's
     /// status (issue 6: battery into device status; `iomt-agent devices` shows it).
     private func readBattery(_ device: BLEDevice, _ link: LELink, _ service: GATTService) async {
@@ -408,8 +442,8 @@ public actor BluetoothService {
             return false
         }
         let received = clock.now()
-        let (measured, quality) = resolveMeasurementTime(decoded.deviceTime, receivedAt: received, clock: .unknown,
-                                                         gatewayUTCOffsetMinutes: 0)
+        let (measured, quality) = resolveMeasurementTime(decoded.deviceTime, receivedAt: received,
+                                                         clock: clockStates[device.id] ?? .unknown, gatewayUTCOffsetMinutes: 0)
         let reading = DeviceReading(
             device: DeviceRef(id: device.id, profile: profileName, transport: .ble,
                               serialNumber: identities[device.id]?.serialNumber),

@@ -164,3 +164,66 @@ struct HealthProfilesEndToEndTests {
         #expect(agent.output.value.contains("e2e-crc"), "the dropped record is logged")
     }
 }
+
+/// Issue 6: the device clock (Current Time Service). Read and corrected when it cannot be set;
+/// set from the gateway when it may be; each reading's time quality says which.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct DeviceClockEndToEndTests {
+    /// Current Time 0x2A2B for `t` (fields as UTC), as the device would hold it.
+    static func currentTime(_ t: Date) -> String {
+        var c = Calendar(identifier: .gregorian)
+        c.timeZone = TimeZone(identifier: "UTC")!
+        let d = c.dateComponents([.year, .month, .day, .hour, .minute, .second], from: t)
+        let y = d.year!
+        let b: [UInt8] = [UInt8(y & 0xFF), UInt8(y >> 8), UInt8(d.month!), UInt8(d.day!), UInt8(d.hour!), UInt8(d.minute!),
+                          UInt8(d.second!), 1, 0, 0]
+        return b.map { String(format: "%02X", $0) }.joined()
+    }
+
+    func run(writable: Bool) async throws -> [String: Any] {
+        // A thermometer stamping 2012-12-05 11:50:27 (reference §3.1 golden bytes), its clock one
+        // hour behind the gateway's.
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [
+            .init(kind: .sigProfile, name: "th1", address: "F0:F1:F2:F3:F4:16",
+                  options: ["service": "1809", "characteristic": "2A1C", "indicate": true, "interval_ms": 150,
+                            "payloads": ["06B00E00FEDC070C050B321B04"],
+                            "current_time": .string(Self.currentTime(Date().addingTimeInterval(-3600))),
+                            "current_time_writable": .bool(writable)]),
+        ]))
+        defer { world.kill() }
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        let setup = AgentSetup(gateway: "clock", stateDir: dir.file("state"), brokerURL: broker.url)
+        try dir.write("agent.yaml", setup.yaml() + """
+            bluetooth:
+              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
+              devices:
+                - {id: th-1, address: "F0:F1:F2:F3:F4:16", profile: thermometer, patient: P-1}
+
+            """)
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
+        defer { sub.stop() }
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { agent.signal(SIGKILL) }
+        #expect(await waitUntil(sub) { readings($0).count >= 2 }, "\(agent.output.value.suffix(3000))")
+        agent.signal(SIGTERM)
+        _ = await agent.waitForExit(timeout: .seconds(20))
+        let r = try #require(readings(sub.messages).first)
+        return try #require(try JSONSerialization.jsonObject(with: Data(r.payload.utf8)) as? [String: Any])
+    }
+
+    @Test func aClockThatCannotBeSetIsCorrectedByTheMeasuredOffset() async throws {
+        let doc = try await run(writable: false)
+        #expect(doc["time_quality"] as? String == "device-corrected")
+        // 11:50:27 on a clock one hour behind: 12:50:27 UTC (within the second the test took).
+        let measured = try #require(doc["measured_at"] as? String)
+        #expect(measured.hasPrefix("2012-12-05T12:50:2"), "\(measured)")
+    }
+
+    @Test func aWritableClockIsSetFromTheGateway() async throws {
+        let doc = try await run(writable: true)
+        #expect(doc["time_quality"] as? String == "device-synchronized")
+        #expect((doc["measured_at"] as? String)?.hasPrefix("2012-12-05T11:50:27") == true, "\(doc)")
+    }
+}

@@ -388,7 +388,16 @@ class Peripheral:
         measurement = Characteristic(uuid16(characteristic), props, Characteristic.READABLE, b"")
         self.service_uuids = [service]
         self.sig_measurement = measurement
-        return [Service(uuid16(service), [measurement]), self.device_information()]
+        services = [Service(uuid16(service), [measurement]), self.device_information()]
+        if "current_time" in self.spec:
+            # Current Time Service 0x1805 / Current Time 0x2A2B (10 octets, hex in the spec),
+            # writable with `current_time_writable` (a host may then set the clock).
+            writable = bool(self.spec.get("current_time_writable", False))
+            props = Characteristic.Properties.READ | (Characteristic.Properties.WRITE if writable else 0)
+            perms = Characteristic.READABLE | (Characteristic.WRITEABLE if writable else 0)
+            self.current_time = Characteristic(uuid16(0x2A2B), props, perms, bytes.fromhex(self.spec["current_time"]))
+            services.append(Service(uuid16(0x1805), [self.current_time]))
+        return services
 
     def build_gatt(self) -> None:
         if self.kind == "broadcaster":
