@@ -87,6 +87,15 @@ public struct AdvertisementProfile: Hashable, Sendable {
     }
 
     static func read(_ f: Field, _ p: [UInt8]) throws -> Observation {
+        do {
+            return try readRaw(f, p)
+        } catch let e as ByteReaderError {
+            // Name the profile's field, not the reader's generic label.
+            throw HealthDecodeError(field: f.name, reason: "needs \(e.needed) octet(s) at offset \(f.offset), \(e.available) left")
+        }
+    }
+
+    static func readRaw(_ f: Field, _ p: [UInt8]) throws -> Observation {
         guard f.offset >= 0, f.offset <= p.count else {
             throw HealthDecodeError(field: f.name, reason: "offset \(f.offset) beyond the \(p.count)-octet payload")
         }

@@ -185,7 +185,10 @@ import Testing
         #expect(try Self.scale.decode(serviceData: [0x181D: hex("00 14 37")]) == nil)  // not stable
         #expect(try Self.scale.decode(serviceData: [0x180F: hex("20 14 37")]) == nil)  // other service
         #expect(status(try #require(try Self.scale.decode(serviceData: [0x181D: hex("20 FF FF")])), .bodyWeight) == .missing)
-        #expect(throws: ByteReaderError.self) { try Self.scale.decode(serviceData: [0x181D: hex("20 14")]) }
+        // A truncated field names the profile's field, not the reader's generic label.
+        #expect(throws: HealthDecodeError(field: "weight-kg", reason: "needs 2 octet(s) at offset 1, 1 left")) {
+            try Self.scale.decode(serviceData: [0x181D: hex("20 14")])
+        }
         #expect(throws: HealthDecodeError.self) { try Self.scale.decode(serviceData: [0x181D: []]) }
     }
 
