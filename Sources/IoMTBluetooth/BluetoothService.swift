@@ -311,7 +311,7 @@ public actor BluetoothService {
                 // Glucose: download the stored records with the RACP, then stay live (GlucoseDownload.swift).
                 return try await runGlucose(device, link, service: service, characteristics: chars, hasBond: bond != nil)
             }
-            var decoders: [UInt16: BLEProfile.Measurement] = [:]
+            var decoders: [UInt16: (BLEProfile.Measurement, MeasurementSession)] = [:]
             for m in profile.measurements {
                 guard let idx = chars.firstIndex(where: { $0.uuid == BluetoothUUID(m.characteristic) }) else { continue }
                 let c = chars[idx]
@@ -329,15 +329,15 @@ public actor BluetoothService {
                     }
                     throw error
                 }
-                decoders[c.valueHandle] = m
+                decoders[c.valueHandle] = (m, m.makeSession())
             }
             guard !decoders.isEmpty else { return "no measurement characteristic to subscribe to" }
             logger.info("subscribed to measurements", metadata: ["device": "\(device.id)", "profile": "\(profile.name)"])
             for await event in link.events {
                 switch event {
                 case let .notification(handle, value), let .indication(handle, value):
-                    guard let m = decoders[handle] else { continue }
-                    await deliver(device, profile, m, value)
+                    guard let (m, session) = decoders[handle] else { continue }
+                    await deliver(device, profile, m, session, value)
                 case .securityRequested:
                     if let bond { _ = try? await link.encrypt(ltk: bond.ltk, ediv: bond.ediv, rand: bond.rand) }
                 case .serviceChanged:
@@ -422,10 +422,11 @@ public actor BluetoothService {
         return identity
     }
 
-    private func deliver(_ device: BLEDevice, _ profile: BLEProfile, _ m: BLEProfile.Measurement, _ value: [UInt8]) async {
+    private func deliver(_ device: BLEDevice, _ profile: BLEProfile, _ m: BLEProfile.Measurement,
+                         _ session: MeasurementSession, _ value: [UInt8]) async {
         let all: [DecodedMeasurement]
         do {
-            all = try m.decodeAll(value)
+            all = try session.decode(value)
         } catch {
             decodeErrors += 1
             logger.warning("malformed measurement dropped", metadata: ["device": "\(device.id)", "error": "\(error)"])

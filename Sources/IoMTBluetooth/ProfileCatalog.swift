@@ -1,6 +1,14 @@
 import IoMTCore
 import IoMTHCI
 import IoMTHealthProfiles
+import Synchronization
+
+/// One link's decoder for one measurement characteristic (a profile may keep state across
+/// notifications, e.g. GHS segment reassembly).
+public final class MeasurementSession: Sendable {
+    public let decode: @Sendable ([UInt8]) throws -> [DecodedMeasurement]
+    public init(_ decode: @escaping @Sendable ([UInt8]) throws -> [DecodedMeasurement]) { self.decode = decode }
+}
 
 /// Which GATT characteristics carry a health profile's measurements, and how to decode them.
 ///
@@ -15,17 +23,26 @@ public struct BLEProfile: Sendable {
         public var indicated: Bool
         /// Every measurement one notification or indication carries (CGM packs several records).
         public var decodeAll: @Sendable ([UInt8]) throws -> [DecodedMeasurement]
+        /// Decoding state for one link (GHS segments are reassembled per connection); stateless
+        /// profiles share `decodeAll`.
+        public var makeSession: @Sendable () -> MeasurementSession
 
         public init(characteristic: UInt16, indicated: Bool, decode: @escaping @Sendable ([UInt8]) throws -> DecodedMeasurement) {
-            self.characteristic = characteristic
-            self.indicated = indicated
-            self.decodeAll = { [try decode($0)] }
+            self.init(characteristic: characteristic, indicated: indicated, decodeAll: { [try decode($0)] })
         }
 
         public init(characteristic: UInt16, indicated: Bool, decodeAll: @escaping @Sendable ([UInt8]) throws -> [DecodedMeasurement]) {
             self.characteristic = characteristic
             self.indicated = indicated
             self.decodeAll = decodeAll
+            self.makeSession = { MeasurementSession(decodeAll) }
+        }
+
+        public init(characteristic: UInt16, indicated: Bool, makeSession: @escaping @Sendable () -> MeasurementSession) {
+            self.characteristic = characteristic
+            self.indicated = indicated
+            self.decodeAll = { try makeSession().decode($0) }
+            self.makeSession = makeSession
         }
     }
 
@@ -64,6 +81,21 @@ public struct BLEProfile: Sendable {
         // verified when its size says it carries one (reference §8). Times are the gateway's
         // receipt (the session start time is not read yet), so backfilled records are not
         // requested: only live notifications are served.
+        // Generic Health Sensor 0x1840, Live Health Observations 0x2B8B (reference §9): segments
+        // (1-octet header: first, last, rolling counter) reassembled per link, then one
+        // IEEE 11073-10101 observation or bundle. Stored observations (RACP) are not fetched.
+        BLEProfile(name: "generic-health-sensor", service: 0x1840, measurements: [
+            .init(characteristic: 0x2B8B, indicated: false, makeSession: {
+                let reassembler = Mutex(GHSSegmentReassembler())
+                return MeasurementSession { segment in
+                    let whole = try reassembler.withLock { r throws -> [UInt8]? in
+                        do { return try r.append(segment) } catch { r.reset(); throw error }
+                    }
+                    guard let message = whole else { return [] }
+                    return [GenericHealthSensor.normalized(try GenericHealthSensor.decode(message).observation)]
+                }
+            }),
+        ]),
         BLEProfile(name: "cgm", service: 0x181F, measurements: [
             .init(characteristic: 0x2AA7, indicated: false, decodeAll: { bytes in
                 try CGMMeasurement.decode(bytes).map { $0.normalized() }

@@ -68,6 +68,7 @@ public enum BluetoothProfileName: String, CaseIterable, Sendable {
     case weightScale = "weight-scale"
     case bodyComposition = "body-composition"
     case cgm
+    case genericHealthSensor = "generic-health-sensor"
     case glucose
 }
 

@@ -119,6 +119,44 @@ struct HealthProfilesEndToEndTests {
         #expect(obs.first { $0["mdc_code"] as? Int == 149546 }?["unit"] as? String == "/min")
     }
 
+    @Test func genericHealthSensorSegmentsAreReassembledIntoOneReading() async throws {
+        // reference §9.5: ST's live SpO2 bundle (SpO2 98 %, pulse 98 /min), sent in two segments,
+        // then a stray continuation segment (no first segment before it): dropped on its own.
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [
+            .init(kind: .sigProfile, name: "ghs1", address: "F0:F1:F2:F3:F4:17",
+                  options: ["service": "1840", "characteristic": "2B8B", "interval_ms": 80,
+                            "payloads": ["01FF2F00420022729D2B2900000600013C4C020002", "06010C000100B84B0200200262000000010C0001001A480200A00A62000000", "06010C000100B84B0200200262000000010C0001001A480200A00A62000000"]]),
+        ]))
+        defer { world.kill() }
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        let setup = AgentSetup(gateway: "ghs", stateDir: dir.file("state"), brokerURL: broker.url)
+        try dir.write("agent.yaml", setup.yaml() + """
+            bluetooth:
+              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
+              devices:
+                - {id: ghs-1, address: "F0:F1:F2:F3:F4:17", profile: generic-health-sensor, patient: P-1}
+
+            """)
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
+        defer { sub.stop() }
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { agent.signal(SIGKILL) }
+        #expect(await waitUntil(sub) { readings($0).count >= 3 }, "\(agent.output.value.suffix(3000))")
+        agent.signal(SIGTERM)
+        _ = await agent.waitForExit(timeout: .seconds(20))
+        for r in readings(sub.messages) {
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(r.payload.utf8)) as? [String: Any])
+            let obs = try #require(o["observations"] as? [[String: Any]])
+            #expect(obs.first { $0["mdc_code"] as? Int == 150456 }?["value"] as? Double == 98)
+            #expect(obs.first { $0["mdc_code"] as? Int == 149530 }?["value"] as? Double == 98)
+            #expect(o["time_quality"] as? String == "device-unsynchronized" || o["time_quality"] as? String == "device-corrected"
+                    || o["time_quality"] as? String == "device-synchronized", "\(o)")
+        }
+        #expect(agent.output.value.contains("continuation without a first segment"))
+    }
+
     @Test func cgmRecordsArriveOneReadingEachAndACorruptedCRCIsDropped() async throws {
         // reference §8: two records in one notification (120 and 130 mg/dL), a full record whose
         // E2E-CRC matches (sensor malfunction: no number), and that record with one bit flipped.
