@@ -76,7 +76,7 @@ import Testing
               devices:
                 - {address: "F0:F1:F2:F3:F4:11", profile: glucose-meter, patient: P-9}
             """)
-        #expect(problem(e, at: "bluetooth.devices[0].profile")?.message.contains("body-composition, cgm, glucose") == true)
+        #expect(problem(e, at: "bluetooth.devices[0].profile")?.message.contains("body-composition, cgm, generic-health-sensor, glucose") == true)
     }
 
     @Test func adapterForms() {
