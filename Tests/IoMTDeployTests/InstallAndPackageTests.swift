@@ -21,6 +21,7 @@ struct InstallAndPackageTests {
         ("/etc/iomt-agent", 0o750),
         ("/etc/iomt-agent/agent.yaml", 0o640),
         ("/usr/share/iomt-agent/profiles/masimo-ascii1.yaml", 0o644),
+        ("/usr/share/iomt-agent/profiles/weight-scale-advert.yaml", 0o644),
         ("/usr/share/doc/iomt-agent/README.md", 0o644),
         ("/usr/share/doc/iomt-agent/DEPLOY.md", 0o644),
         ("/usr/share/doc/iomt-agent/UDEV.md", 0o644),

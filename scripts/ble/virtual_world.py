@@ -17,6 +17,8 @@ import json
 import logging
 import os
 import tty
+import calendar
+import time
 import signal
 import struct
 import sys
@@ -389,13 +391,28 @@ class Peripheral:
         self.service_uuids = [service]
         self.sig_measurement = measurement
         services = [Service(uuid16(service), [measurement]), self.device_information()]
-        if "current_time" in self.spec:
-            # Current Time Service 0x1805 / Current Time 0x2A2B (10 octets, hex in the spec),
-            # writable with `current_time_writable` (a host may then set the clock).
+        if "current_time_offset_s" in self.spec:
+            # Current Time Service 0x1805 / Current Time 0x2A2B: a clock that ticks, running
+            # `current_time_offset_s` from the world's (UTC) clock; writable with
+            # `current_time_writable` (a host may then set it, and it ticks on from the new time).
+            self.clock_offset = float(self.spec["current_time_offset_s"])
             writable = bool(self.spec.get("current_time_writable", False))
             props = Characteristic.Properties.READ | (Characteristic.Properties.WRITE if writable else 0)
             perms = Characteristic.READABLE | (Characteristic.WRITEABLE if writable else 0)
-            self.current_time = Characteristic(uuid16(0x2A2B), props, perms, bytes.fromhex(self.spec["current_time"]))
+
+            def read_clock(_connection) -> bytes:
+                t = time.gmtime(time.time() + self.clock_offset)
+                return struct.pack("<HBBBBBBBB", t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                                   t.tm_wday + 1, 0, 0)
+
+            def write_clock(_connection, value: bytes) -> None:
+                y, mo, d, h, mi, sec = struct.unpack_from("<HBBBBB", value)
+                written = calendar.timegm((y, mo, d, h, mi, sec, 0, 0, 0))
+                self.clock_offset = written - time.time()
+                log.info("%s clock set by the host (offset now %.1f s)", self.name, self.clock_offset)
+
+            self.current_time = Characteristic(uuid16(0x2A2B), props, perms,
+                                               CharacteristicValue(read=read_clock, write=write_clock))
             services.append(Service(uuid16(0x1805), [self.current_time]))
         return services
 
