@@ -358,10 +358,13 @@ public final class BumbleWorld: Sendable {
     private static func spawn(_ arguments: [String], stderrPath: String) throws -> (pid_t, Int32, Int32) {
         var input: [Int32] = [-1, -1]  // a socket pair, so writes can use MSG_NOSIGNAL
         var output: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &input) == 0 else {
+        // Every descriptor is close-on-exec from birth (SOCK_CLOEXEC; socket pairs rather than pipes,
+        // since Glibc's module does not export pipe2): another test spawning
+        // a child at the same moment must not inherit our ends (it would hold the pipe open).
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &input) == 0 else {
             throw TestSupportError("socketpair failed")
         }
-        guard pipe(&output) == 0 else {
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &output) == 0 else {
             close(input[0]); close(input[1])
             throw TestSupportError("pipe failed")
         }

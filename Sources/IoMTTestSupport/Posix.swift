@@ -148,7 +148,7 @@ public final class TempDir: Sendable {
 /// A free TCP port on 127.0.0.1 (bound to port 0, read back, closed). Another process may take
 /// it before use; the brokers started here use it immediately.
 public func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw TestSupportError("socket failed") }
     defer { close(fd) }
     var addr = sockaddr_in()
@@ -237,8 +237,12 @@ public final class ChildProcess: Sendable {
 
     private static func spawn(_ arguments: [String]) throws -> (pid_t, Int32) {
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { throw TestSupportError("pipe failed") }
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        // Both ends close-on-exec from birth (a socket pair with SOCK_CLOEXEC; Glibc's module has no pipe2): a child another test spawns at the same
+        // moment must not inherit the write end, or our reader would wait for its exit, not for
+        // this child's (seen: openssl "timing out" while a Bumble world was being started).
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+            throw TestSupportError("socketpair failed")
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

@@ -25,7 +25,7 @@ public final class TCPProxy: Sendable {
 
     public init(upstreamPort: Int) throws {
         self.upstreamPort = upstreamPort
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError("proxy socket failed") }
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(4))
@@ -53,11 +53,12 @@ public final class TCPProxy: Sendable {
     private func acceptLoop() {
         while true {
             let client = accept(listenFD, nil, nil)
+            if client >= 0 { _ = fcntl(client, F_SETFD, FD_CLOEXEC) }  // not inherited by children other tests spawn
             if client < 0 {
                 if errno == EINTR { continue }
                 return  // listening socket shut down by close()
             }
-            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             var addr = TCPProxy.loopback(port: upstreamPort)
             let ok = upstream >= 0 && withUnsafePointer(to: &addr) { p in
                 p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -170,7 +171,7 @@ public final class TCPBlackHole: Sendable {
     public var url: String { "mqtt://127.0.0.1:\(port)" }
 
     public init() throws {
-        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard l >= 0 else { throw TestSupportError("socket failed") }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
@@ -185,7 +186,7 @@ public final class TCPBlackHole: Sendable {
         var all = [l]
         // Fill the accept queue (backlog 0 still admits one or two completed connections).
         for _ in 0..<3 {
-            let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard c >= 0 else { continue }
             _ = fcntl(c, F_SETFL, O_NONBLOCK)
             _ = withUnsafePointer(to: &addr) { p in

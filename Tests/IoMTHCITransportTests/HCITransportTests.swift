@@ -206,7 +206,7 @@ private func firstEvent(_ t: any HCITransport, timeout: Duration = .seconds(10),
 
     @Test func peerCloseFinishesTheStreamWithAnError() async throws {
         var fds: [Int32] = [0, 0]
-        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0)
         let t = try FDTransport(fd: fds[0], name: "test", snoop: nil)
         let ev = HCIPacket.event(code: 0x10, parameters: [7]).h4Bytes
         _ = ev.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
@@ -224,7 +224,7 @@ private func firstEvent(_ t: any HCITransport, timeout: Duration = .seconds(10),
 
     @Test func garbageFromTheControllerFinishesTheStreamWithTheH4Error() async throws {
         var fds: [Int32] = [0, 0]
-        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0)
         let t = try FDTransport(fd: fds[0], name: "test", snoop: nil)
         _ = [UInt8(0x09), 0, 0].withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
         do {
@@ -275,7 +275,7 @@ func parseRecords(_ b: [UInt8]) -> [SnoopRecord] {
 @Suite struct HCITransportCancellationTests {
     @Test func cancellingTheConsumerClosesTheTransport() async throws {
         var fds: [Int32] = [0, 0]
-        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0)
         let t = try FDTransport(fd: fds[0], name: "test", snoop: nil)
         let consumer = Task { for try await _ in t.incoming {} }
         consumer.cancel()
@@ -320,7 +320,7 @@ func parseRecords(_ b: [UInt8]) -> [SnoopRecord] {
 @Suite struct HCITransportWriteTests {
     @Test func sendingToAVanishedPeerIsAnErrorNotSIGPIPE() async throws {
         var fds: [Int32] = [0, 0]
-        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0)
         let t = try FDTransport(fd: fds[0], name: "test", snoop: nil)
         close(fds[1])
         // Either EPIPE from the write or "closed" once the reader saw EOF: never a signal.
