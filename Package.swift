@@ -97,6 +97,7 @@ let package = Package(
             name: "IoMTBluetooth",
             dependencies: [
                 "IoMTCore", "IoMTHCI", "IoMTHCITransport", "IoMTATT", "IoMTSMP", "IoMTHealthProfiles",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -158,7 +159,8 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "IoMTATTTests", dependencies: ["IoMTATT", "IoMTHCI"]),
         .testTarget(name: "IoMTSMPTests", dependencies: ["IoMTSMP", "IoMTHCI"]),
-        .testTarget(name: "IoMTBluetoothTests", dependencies: ["IoMTBluetooth", "IoMTTestSupport"]),
+        .testTarget(name: "IoMTBluetoothTests", dependencies: ["IoMTBluetooth", "IoMTTestSupport",
+                                                               .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "IoMTRegistryTests", dependencies: ["IoMTRegistry", "IoMTTestSupport"]),
         .testTarget(name: "IoMTControlTests", dependencies: ["IoMTControl", "IoMTRegistry", "IoMTTestSupport",
                                                              .product(name: "Logging", package: "swift-log")]),

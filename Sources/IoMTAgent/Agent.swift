@@ -85,7 +85,8 @@ public struct Agent: Service {
         let cursors = (try? await buffer.loadCursors()) ?? [:]
         var sources = makeSources(cursors: cursors)
         // Bluetooth: the configured wearables plus those paired from the CLI (the registry).
-        let bluetoothSource = try makeBluetoothSource(config: config, registry: registry, clock: clock, logger: logger,
+        let atRestKey = try AtRestKey.load(config: config, environment: AtRestKey.credentialsEnvironment())
+        let bluetoothSource = try makeBluetoothSource(config: config, registry: registry, atRestKey: atRestKey, clock: clock, logger: logger,
                                                       cursors: cursors)
         if let bluetoothSource { sources.append(bluetoothSource) }
         let bluetooth: (any BluetoothControl)? = self.bluetooth

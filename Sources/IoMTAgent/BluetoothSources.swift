@@ -13,7 +13,7 @@ import Logging
 /// allow-list: the devices configured there plus the Bluetooth devices of the registry (paired
 /// from the CLI). A bad adapter string is a configuration error, reported before anything starts.
 /// `cursors` are the source cursors the buffer stored (a glucose meter's download resumes there).
-public func makeBluetoothSource(config: AgentConfig, registry: DeviceRegistry?, clock: any WallClock,
+public func makeBluetoothSource(config: AgentConfig, registry: DeviceRegistry?, atRestKey: AtRestKey? = nil, clock: any WallClock,
                                 logger: Logger, cursors: [String: String] = [:]) throws(AgentError) -> BluetoothSource? {
     guard let b = config.bluetooth else { return nil }
     let spec: HCITransportSpec
@@ -26,6 +26,7 @@ public func makeBluetoothSource(config: AgentConfig, registry: DeviceRegistry?, 
     options.connectTimeoutMs = UInt64(b.connectTimeoutMilliseconds)
     options.reconnectMinMs = UInt64(b.reconnectMinMilliseconds)
     options.reconnectMaxMs = UInt64(b.reconnectMaxMilliseconds)
+    options.bondKey = atRestKey?.subkey("bonds")
     options.cursors = cursors
     options.broadcasters = try b.broadcasters.map(makeBroadcaster)
     var devices: [BLEDevice] = []

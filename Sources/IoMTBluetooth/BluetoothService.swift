@@ -1,3 +1,4 @@
+import Crypto
 import IoMTCore
 import IoMTHCI
 import IoMTHCITransport
@@ -34,6 +35,8 @@ public struct BluetoothServiceOptions: Sendable {
     public var connectTimeoutMs: UInt64 = 10_000
     public var reconnectMinMs: UInt64 = 1_000
     public var reconnectMaxMs: UInt64 = 30_000
+    /// Seals the bond files (AES-256-GCM) when set (issue 8: `security.key_file`).
+    public var bondKey: SymmetricKey?
     /// The per-device source cursors the buffer stored with the readings (`buffer.loadCursors()`):
     /// a glucose meter's download resumes after the last record made durable.
     public var cursors: [String: String] = [:]
@@ -118,7 +121,7 @@ public actor BluetoothService {
         self.sink = sink
         self.clock = clock
         self.logger = logger
-        self.bonds = BondStore(stateDirectory: options.stateDirectory)
+        self.bonds = BondStore(stateDirectory: options.stateDirectory, key: options.bondKey)
         self.devices = Dictionary(devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         self.cursors = options.cursors
         self.broadcasters = Broadcasters(options.broadcasters, sink: sink, clock: clock, logger: logger, board: self.board)

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Crypto
 import IoMTCore
 import IoMTHCI
 import IoMTSMP
@@ -61,9 +62,16 @@ public struct BondStoreError: Error, Sendable, CustomStringConvertible, Equatabl
 /// a file we cannot fully understand is not silently half-used.
 public struct BondStore: Sendable {
     public let directory: String
+    /// With a key, bond files are sealed with AES-256-GCM (issue 8): a copied SD card yields no
+    /// pairing key. Without one they are plain text, 0600.
+    let key: SymmetricKey?
 
-    public init(stateDirectory: String) {
+    /// Magic of a sealed bond file: `IOMTBOND1`, then the AES-GCM combined box (nonce, ciphertext, tag).
+    static let sealedMagic: [UInt8] = Array("IOMTBOND1".utf8)
+
+    public init(stateDirectory: String, key: SymmetricKey? = nil) {
         directory = stateDirectory + "/bluetooth/bonds"
+        self.key = key
     }
 
     private func path(_ identity: BDAddress) -> String {
@@ -108,9 +116,22 @@ public struct BondStore: Sendable {
         text += "created=\(bond.createdAt)\n"
         let final = path(bond.identity.address)
         let tmp = final + ".tmp"
+        var bytes = Array(text.utf8)
+        if let key {
+            // The file name (the identity) is the associated data: a sealed bond cannot be
+            // renamed into another device's bond.
+            do {
+                let box = try AES.GCM.seal(bytes, using: key, authenticating: Array(final.split(separator: "/").last ?? "").map { UInt8($0.asciiValue ?? 0) })
+                guard let combined = box.combined else { throw BondStoreError("cannot seal \(final)") }
+                bytes = Self.sealedMagic + Array(combined)
+            } catch let e as BondStoreError {
+                throw e
+            } catch {
+                throw BondStoreError("cannot seal \(final): \(error)")
+            }
+        }
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw BondStoreError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
-        let bytes = Array(text.utf8)
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd) == 0
         close(fd)
@@ -167,6 +188,18 @@ public struct BondStore: Sendable {
             if n == 0 { break }
             bytes.append(contentsOf: chunk[0..<n])
             if bytes.count > 8192 { throw BondStoreError("bond file \(p) is too large to be a bond") }
+        }
+        if bytes.starts(with: Self.sealedMagic) {
+            guard let key else {
+                throw BondStoreError("bond file \(p) is sealed and no key is configured (security.key_file); nothing was deleted")
+            }
+            let name = Array(p.split(separator: "/").last ?? "").map { UInt8($0.asciiValue ?? 0) }
+            do {
+                let box = try AES.GCM.SealedBox(combined: bytes.dropFirst(Self.sealedMagic.count))
+                bytes = Array(try AES.GCM.open(box, using: key, authenticating: name))
+            } catch {
+                throw BondStoreError("cannot open sealed bond file \(p): wrong key (security.key_file) or a damaged file; nothing was deleted")
+            }
         }
         return try Self.parse(String(decoding: bytes, as: UTF8.self), path: p)
     }

@@ -26,6 +26,10 @@ public struct AgentConfig: Sendable, Equatable {
     public var serial: [Serial]
     /// `bluetooth`: the LE controller and the configured wearables (nil: no Bluetooth).
     public var bluetooth: Bluetooth?
+    /// `security.key_file`: the at-rest key (64 hex digits, a root- or agent-only file) that seals
+    /// the bond store (issue 8). Under systemd, `LoadCredential=state-key:...` provides it as
+    /// `$CREDENTIALS_DIRECTORY/state-key` instead. Nil and no credential: nothing is sealed.
+    public var securityKeyFile: String?
     /// `control`: the daemon's control socket (the CLI talks to the daemon over it).
     public var control: Control
 
@@ -34,7 +38,8 @@ public struct AgentConfig: Sendable, Equatable {
     public init(gateway: Gateway, stateDir: String = AgentConfig.defaultStateDir, log: Log = Log(),
                 broker: Broker, buffer: Buffer = Buffer(), output: Output = Output(),
                 simulators: [Simulator] = [], serial: [Serial] = [], bluetooth: Bluetooth? = nil,
-                control: Control = Control()) {
+                control: Control = Control(), securityKeyFile: String? = nil) {
+        self.securityKeyFile = securityKeyFile
         self.bluetooth = bluetooth
         self.gateway = gateway
         self.stateDir = stateDir

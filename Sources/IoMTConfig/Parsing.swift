@@ -16,7 +16,8 @@ extension AgentConfig {
 
 /// The keys each mapping accepts, in the order the documentation lists them.
 enum Keys {
-    static let top = ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators", "serial", "bluetooth", "control"]
+    static let top = ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators", "serial", "bluetooth", "control", "security"]
+    static let security = ["key_file"]
     static let control = ["socket", "group"]
     static let gateway = ["id"]
     static let log = ["level"]
@@ -34,7 +35,7 @@ enum Keys {
 
     /// Every key name of the configuration and of line profiles (safe to show in messages).
     static let allNames: Set<String> = Set(top + gateway + log + broker + buffer + output + simulator + serial + control
-        + serialMatch + BluetoothKeys.section + BluetoothKeys.device + lineProfile + lineProfileLine + lineProfileMeasurement
+        + security + serialMatch + BluetoothKeys.section + BluetoothKeys.device + lineProfile + lineProfileLine + lineProfileMeasurement
         + lineProfileFlags + lineProfileBit + BluetoothKeys.broadcaster + advertisementProfile + advertisementSource
         + advertisementCondition + advertisementField)
 
@@ -148,10 +149,18 @@ extension ConfigReader {
             }
         }
 
+        var securityKeyFile: String?
+        if let sec = section(top.values["security"], path: "security", parentLine: line(top, "security"), keys: Keys.security),
+           let (path, l) = optionalText(sec, "key_file") {
+            if path.hasPrefix("/") { securityKeyFile = path } else {
+                report("security.key_file", l, "must be an absolute path, got \"\(clip(path))\"")
+            }
+        }
+
         guard let gatewayID, let broker, let buffer, let simulators, let serial, let bluetooth else { return nil }
         return AgentConfig(gateway: .init(id: gatewayID), stateDir: stateDir, log: log, broker: broker,
                            buffer: buffer, output: output, simulators: simulators, serial: serial, bluetooth: bluetooth,
-                           control: control)
+                           control: control, securityKeyFile: securityKeyFile)
     }
 
     mutating func buildBroker(_ top: Section, gatewayID: String) -> AgentConfig.Broker? {
