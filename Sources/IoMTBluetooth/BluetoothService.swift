@@ -314,6 +314,10 @@ public actor BluetoothService {
                 // Glucose: download the stored records with the RACP, then stay live (GlucoseDownload.swift).
                 return try await runGlucose(device, link, service: service, characteristics: chars, hasBond: bond != nil)
             }
+            if case .unknown? = clockStates[device.id], let dateTime = chars.first(where: { $0.uuid == BluetoothUUID(0x2A08) }) {
+                // No Current Time Service, but the profile's service has a Date Time 0x2A08.
+                clockStates[device.id] = await synchroniseDateTime(device, link, dateTime)
+            }
             var decoders: [UInt16: (BLEProfile.Measurement, MeasurementSession)] = [:]
             for m in profile.measurements {
                 guard let idx = chars.firstIndex(where: { $0.uuid == BluetoothUUID(m.characteristic) }) else { continue }
@@ -388,6 +392,26 @@ public actor BluetoothService {
         }
         guard let offset = deviceTime.offset(from: now, utcOffsetMinutes: 0) else { return .unknown }
         logger.info("device clock offset measured", metadata: ["device": "\(device.id)", "offset_ms": "\(offset)"])
+        return .measuredOffset(milliseconds: offset)
+    }
+
+    /// Date Time 0x2A08 in the profile's service (reference §10.4), for devices without the
+    /// Current Time Service: same policy (set when off by more than 8 s and writable, else offset).
+    private func synchroniseDateTime(_ device: BLEDevice, _ link: LELink, _ c: GATTCharacteristic) async -> DeviceClockState {
+        guard case .value(let v)? = try? await link.gattRequest(.read(handle: c.valueHandle)) else { return .unknown }
+        let now = clock.now()
+        guard let dt = try? DateTimeCharacteristic.decode(v), let deviceTime = DeviceTime(dt) else {
+            logger.warning("malformed or unknown Date Time ignored", metadata: ["device": "\(device.id)"])
+            return .unknown
+        }
+        let offset = deviceTime.instant(assumedUTCOffsetMinutes: 0).millisecondsSinceEpoch - now.millisecondsSinceEpoch
+        if offset.magnitude > 8_000 && c.properties.contains(.write) {
+            let value = DateTimeCharacteristic.encode(CurrentTime(gatewayTime: clock.now(), utcOffsetMinutes: 0).dateTime)
+            if (try? await link.gattRequest(.write(handle: c.valueHandle, value: value))) != nil {
+                logger.info("device clock set from the gateway (Date Time)", metadata: ["device": "\(device.id)"])
+                return .setByGateway
+            }
+        }
         return .measuredOffset(milliseconds: offset)
     }
 

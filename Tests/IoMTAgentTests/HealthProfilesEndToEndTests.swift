@@ -207,14 +207,15 @@ struct HealthProfilesEndToEndTests {
 /// set from the gateway when it may be; each reading's time quality says which.
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct DeviceClockEndToEndTests {
-    func run(writable: Bool) async throws -> [String: Any] {
+    func run(writable: Bool, dateTime: Bool = false) async throws -> [String: Any] {
         // A thermometer stamping 2012-12-05 11:50:27 (reference §3.1 golden bytes), its clock one
         // hour behind the gateway's.
         let world = try await BumbleWorld.start(spec: .init(peripherals: [
             .init(kind: .sigProfile, name: "th1", address: "F0:F1:F2:F3:F4:16",
                   options: ["service": "1809", "characteristic": "2A1C", "indicate": true, "interval_ms": 150,
                             "payloads": ["06B00E00FEDC070C050B321B04"],
-                            "current_time_offset_s": -3600, "current_time_writable": .bool(writable)]),
+                            dateTime ? "date_time_offset_s" : "current_time_offset_s": -3600,
+                            dateTime ? "date_time_writable" : "current_time_writable": .bool(writable)]),
         ]))
         defer { world.kill() }
         let dir = try TempDir()
@@ -246,6 +247,13 @@ struct DeviceClockEndToEndTests {
         let measured = try #require(doc["measured_at"] as? String)
         // The device clock has whole seconds: the correction is exact to about a second.
         #expect(measured.hasPrefix("2012-12-05T12:50:2") || measured.hasPrefix("2012-12-05T12:50:3"), "\(measured)")
+    }
+
+    @Test func withoutCurrentTimeServiceTheDateTimeCharacteristicIsUsed() async throws {
+        let corrected = try await run(writable: false, dateTime: true)
+        #expect(corrected["time_quality"] as? String == "device-corrected")
+        let set = try await run(writable: true, dateTime: true)
+        #expect(set["time_quality"] as? String == "device-synchronized")
     }
 
     @Test func aWritableClockIsSetFromTheGateway() async throws {

@@ -390,7 +390,28 @@ class Peripheral:
         measurement = Characteristic(uuid16(characteristic), props, Characteristic.READABLE, b"")
         self.service_uuids = [service]
         self.sig_measurement = measurement
-        services = [Service(uuid16(service), [measurement]), self.device_information()]
+        in_service = [measurement]
+        if "date_time_offset_s" in self.spec:
+            # Date Time 0x2A08 (7 octets) in the profile's own service: a ticking clock this far
+            # from the world's, writable with `date_time_writable`.
+            self.clock_offset = float(self.spec["date_time_offset_s"])
+            writable = bool(self.spec.get("date_time_writable", False))
+
+            def read_date_time(_connection) -> bytes:
+                t = time.gmtime(time.time() + self.clock_offset)
+                return struct.pack("<HBBBBB", t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
+
+            def write_date_time(_connection, value: bytes) -> None:
+                y, mo, d, h, mi, sec = struct.unpack_from("<HBBBBB", value)
+                self.clock_offset = calendar.timegm((y, mo, d, h, mi, sec, 0, 0, 0)) - time.time()
+                log.info("%s clock set by the host via Date Time (offset now %.1f s)", self.name, self.clock_offset)
+
+            in_service.append(Characteristic(
+                uuid16(0x2A08),
+                Characteristic.Properties.READ | (Characteristic.Properties.WRITE if writable else 0),
+                Characteristic.READABLE | (Characteristic.WRITEABLE if writable else 0),
+                CharacteristicValue(read=read_date_time, write=write_date_time)))
+        services = [Service(uuid16(service), in_service), self.device_information()]
         if "current_time_offset_s" in self.spec:
             # Current Time Service 0x1805 / Current Time 0x2A2B: a clock that ticks, running
             # `current_time_offset_s` from the world's (UTC) clock; writable with
