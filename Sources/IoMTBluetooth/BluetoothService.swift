@@ -361,6 +361,22 @@ public actor BluetoothService {
         }
     }
 
+    /// Device Information as the reading's `device.info` (issue 6: DIS into the device identity).
+    static func identityInfo(_ i: DeviceIdentity) -> [String: String] {
+        var out: [String: String] = [:]
+        out["manufacturer"] = i.manufacturer
+        out["model"] = i.model
+        out["firmware"] = i.firmwareRevision
+        out["hardware"] = i.hardwareRevision
+        out["software"] = i.softwareRevision
+        out["system_id"] = i.systemID?.compactHex
+        out["regulatory"] = i.regulatoryData.map { $0.raw.map { b in
+            let h = String(b, radix: 16, uppercase: true)
+            return h.count == 1 ? "0" + h : h
+        }.joined() }
+        return out
+    }
+
     /// ATT said the link needs encryption or authentication (Core v5.4 Vol 3 Part F 3.4.1.1).
     static func needsSecurity(_ error: LinkError) -> Bool {
         guard case .gatt(let g) = error, case .att(let code, _) = g else { return false }
@@ -474,7 +490,8 @@ public actor BluetoothService {
                                                          clock: clockStates[device.id] ?? .unknown, gatewayUTCOffsetMinutes: 0)
         let reading = DeviceReading(
             device: DeviceRef(id: device.id, profile: profileName, transport: .ble,
-                              serialNumber: identities[device.id]?.serialNumber),
+                              serialNumber: identities[device.id]?.serialNumber,
+                              info: identities[device.id].map(Self.identityInfo) ?? [:]),
             patientID: device.patientID, measuredAt: measured, receivedAt: received, timeQuality: quality,
             observations: decoded.observations, sourceCursor: sourceCursor,
             deviceStatus: decoded.statuses.map(\.rawValue))

@@ -16,8 +16,13 @@ public struct DeviceRef: Hashable, Sendable {
     public var profile: String
     public var transport: Transport
     public var serialNumber: String?
+    /// Further identity the device reported (Bluetooth Device Information: manufacturer, model,
+    /// firmware, system id as EUI-64 hex, IEEE 11073-20601 regulatory data as hex), by name.
+    /// Published as `device.info`; empty for most sources.
+    public var info: [String: String]
 
-    public init(id: String, profile: String, transport: Transport, serialNumber: String? = nil) {
+    public init(id: String, profile: String, transport: Transport, serialNumber: String? = nil, info: [String: String] = [:]) {
+        self.info = info
         self.id = id
         self.profile = profile
         self.transport = transport

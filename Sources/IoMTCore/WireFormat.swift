@@ -18,6 +18,12 @@ public enum WireFormat {
         w.field("profile", r.device.profile)
         w.field("transport", r.device.transport.rawValue)
         w.field("serial_number", r.device.serialNumber)
+        if !r.device.info.isEmpty {
+            w.key("info")
+            w.beginObject()
+            for (k, v) in r.device.info.sorted(by: { $0.key < $1.key }) { w.field(k, v) }
+            w.endObject()
+        }
         w.endObject()
         w.field("patient_id", r.patientID)
         w.field("sequence", r.sequence)

@@ -56,6 +56,9 @@ struct BluetoothAgentTests {
             #expect(device["transport"] as? String == "ble")
             #expect(device["profile"] as? String == "heart-rate")
             #expect(device["serial_number"] as? String == "HR-7")
+            // Device Information travels as the device's identity (issue 6).
+            let info = try #require(device["info"] as? [String: String])
+            #expect(info["manufacturer"] == "IoMT Test Devices" && info["model"] == "heart-rate")
             #expect(o["patient_id"] as? String == "P-1")
             let obs = try #require(o["observations"] as? [[String: Any]])
             let hr = obs.first { $0["mdc_code"] as? Int == 147842 }?["value"] as? Double
