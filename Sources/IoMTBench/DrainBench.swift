@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import IoMTAgent
 import IoMTBuffer
 import IoMTCore
@@ -36,6 +41,13 @@ enum DrainBench {
         let p0 = monoNanos()
         let payload = try await Workload.prefill(buffer, count: backlog)
         let prefill = elapsedSeconds(since: p0)
+        if let mark = getenv("IOMT_BENCH_DRAIN_MARK").map({ String(cString: $0) }) {
+            // For profiling the drain alone: creates the file, then waits a second so that a
+            // profiler started on its appearance is attached before the drain begins.
+            let fd = open(mark, O_CREAT | O_WRONLY, 0o644)
+            if fd >= 0 { close(fd) }
+            try await Task.sleep(for: .seconds(1))
+        }
         let uplink = try Uplink(buffer: buffer, brokerPort: broker.port, clientID: "bench-agent-drain", window: window)
         let idle = Task { await uplink.forwarder.waitUntilIdle() }
         let done = Samples()

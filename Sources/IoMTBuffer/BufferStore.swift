@@ -652,24 +652,36 @@ final class BufferStore {
         do throws(BufferError) {
             let deleted = try conn.transaction { () throws(BufferError) -> Int in
                 var n = 0
+                // Message rows as runs of consecutive row ids (a drain acknowledges rows leased
+                // in order): one range DELETE per run. Every id of a run is in `tokens`, so the
+                // range holds no row that was not acknowledged.
+                var rowIDs: [Int64] = []
+                rowIDs.reserveCapacity(tokens.count)
                 for t in tokens {
                     switch t {
-                    case .message(let rowID):
-                        try conn.with("DELETE FROM messages WHERE row_id = ?1 RETURNING priority, size") { s throws(BufferError) in
-                            try s.bind(1, rowID)
-                            while try s.step() {
-                                acct.bytes -= s.int64(1)
-                                acct.count -= 1
-                                decrementPriority(UInt8(truncatingIfNeeded: s.int64(0)))
-                                n += 1
-                            }
-                        }
+                    case .message(let rowID): rowIDs.append(rowID)
                     case .gap(let gapID):
                         try conn.with("DELETE FROM gaps WHERE gap_id = ?1") { s throws(BufferError) in
                             try s.bind(1, gapID); try s.run()
                         }
                         if let h = conn.handle { n += Int(sqlite3_changes(h)) }
                     }
+                }
+                rowIDs.sort()
+                var i = 0
+                while i < rowIDs.count {
+                    var j = i
+                    while j + 1 < rowIDs.count, rowIDs[j + 1] <= rowIDs[j] + 1 { j += 1 }
+                    try conn.with("DELETE FROM messages WHERE row_id >= ?1 AND row_id <= ?2 RETURNING priority, size") { s throws(BufferError) in
+                        try s.bind(1, rowIDs[i]); try s.bind(2, rowIDs[j])
+                        while try s.step() {
+                            acct.bytes -= s.int64(1)
+                            acct.count -= 1
+                            decrementPriority(UInt8(truncatingIfNeeded: s.int64(0)))
+                            n += 1
+                        }
+                    }
+                    i = j + 1
                 }
                 return n
             }
