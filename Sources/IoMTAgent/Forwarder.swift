@@ -85,6 +85,9 @@ public actor Forwarder {
     /// Live-first: rows with id <= this are backlog. Nil when there is no backlog.
     private var backlogBoundary: Int64?
     private var pendingAcks: [BufferToken] = []
+    /// While draining, acknowledged rows are deleted once this many have gathered (and always
+    /// when there is nothing more to send). A crash before the delete only means duplicates.
+    private var ackBatch: Int { max(256, 4 * settings.window) }
     private var ackFailing = false
     private var delivered: UInt64 = 0
     private var refused: UInt64 = 0
@@ -171,8 +174,11 @@ public actor Forwarder {
     /// The pump: on every ring, delete acknowledged messages, then refill the window.
     public func run() async {
         for await _ in doorbell.rings {
-            await flushAcks()
+            if pendingAcks.count >= ackBatch || !connected { await flushAcks() }
             let leasedNothing = await fillWindow()
+            // Nothing more to send (or no link): delete what is acknowledged now, so the
+            // buffer is exact when idle and a trickle of live readings is deleted at once.
+            if leasedNothing || !connected { await flushAcks() }
             if leasedNothing, inflight.isEmpty, pendingAcks.isEmpty, connected {
                 for waiter in idleWaiters { waiter.resume() }
                 idleWaiters.removeAll()
@@ -241,9 +247,10 @@ public actor Forwarder {
     /// Returns true when the buffer had nothing more to lease.
     private func fillWindow() async -> Bool {
         while connected {
-            // Acks keep arriving while this loop runs; delete them on every turn, or under a
-            // steady drain they would pile up undeleted (and leased) for as long as it lasts.
-            await flushAcks()
+            // Acks keep arriving while this loop runs; delete them in batches of `ackBatch`
+            // (one transaction each: fewer, larger write transactions) during a steady drain,
+            // or they would pile up undeleted (and leased) for as long as it lasts.
+            if pendingAcks.count >= ackBatch { await flushAcks() }
             let free = settings.window + settings.prefetch - inflight.count
             guard free > 0 else { return false }
             let batch: [StoredMessage]
