@@ -854,6 +854,11 @@ final class BufferStore {
     }
 
     /// Test hook: makes every write fail with `SQLITE_READONLY` while on.
+    /// Test hook: an integer PRAGMA of this connection.
+    func pragmaInt(_ name: String) throws(BufferError) -> Int64? {
+        try conn.scalarInt("PRAGMA \(name)")
+    }
+
     func setQueryOnly(_ on: Bool) throws(BufferError) {
         try conn.exec("PRAGMA query_only = \(on ? 1 : 0)")
     }
