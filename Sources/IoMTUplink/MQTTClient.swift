@@ -135,7 +135,10 @@ public final class MQTTClient: Sendable {
         try engine.submit(messages)
     }
 
-    /// How many outbox messages may be unacknowledged at once (1...65000; default 64).
+    /// How many outbox messages may be unacknowledged at once (1...65000; default 64). Also
+    /// raises libmosquitto's in-flight cap (`MOSQ_OPT_SEND_MAXIMUM`, default 20) to the window
+    /// plus 8 (for publishes outside the outbox); a broker's Receive Maximum still bounds it.
+    /// Call before ``start()``.
     public func setOutboxWindow(_ n: Int) {
         engine.setOutboxLimit(n)
     }

@@ -97,7 +97,13 @@ extension Engine {
     }
 
     func setOutboxLimit(_ n: Int) {
-        outbox.withLock { $0.limit = max(1, min(n, 65_000)) }
+        let limit = max(1, min(n, 65_000))
+        outbox.withLock { $0.limit = limit }
+        // libmosquitto's own cap on QoS > 0 messages in flight (MOSQ_OPT_SEND_MAXIMUM, default
+        // 20; lowered by a broker's Receive Maximum): beyond it, messages wait in its queue. Set
+        // it to the window, plus room for the few publishes made outside the outbox (status),
+        // so the window is really in flight. (The raw baseline publisher sets it to its window.)
+        _ = mosquitto_int_option(mosq, MOSQ_OPT_SEND_MAXIMUM, Int32(min(limit + 8, 65_535)))
     }
 
     /// Queues messages; publishes at once as many as the window has room for (while connected).
@@ -163,14 +169,14 @@ extension Engine {
     }
 
     /// Acknowledged tags are handed to the consumer once half a window has gathered, or when
-    /// it must hear now: the queue is below half a window (it refills it on each report), nothing
+    /// it must hear now: the queue is empty (it refills it on each report), nothing
     /// is in flight (no later acknowledgement would carry the report), or not connected. So a
     /// draining consumer wakes once per half window, not once per loop turn, and a trickle
     /// (queue empty) is reported at once. Every loop turn checks, so nothing waits for long.
     func takeDelivered(_ o: inout Outbox, force: Bool) -> [UInt64] {
         guard !o.delivered.isEmpty else { return [] }
         let half = max(1, o.limit / 2)
-        guard force || o.delivered.count >= half || o.queuedCount < half || o.inFlight.isEmpty || !o.connected else { return [] }
+        guard force || o.delivered.count >= half || o.queuedCount == 0 || o.inFlight.isEmpty || !o.connected else { return [] }
         var out: [UInt64] = []
         out.reserveCapacity(o.delivered.count)
         swap(&out, &o.delivered)
