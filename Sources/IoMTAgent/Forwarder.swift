@@ -32,8 +32,9 @@ public enum LinkEvent: Sendable {
 ///   this actor keeps filled up to `prefetch` messages ahead, one batch per wake-up. Messages
 ///   queued in the outbox are leased like those in flight (deleted only after their
 ///   acknowledgement; after a crash they are simply still in the buffer).
-/// - Acks are deleted in batches (one transaction per pump turn), so draining does not cost
-///   one fsync per message. A crash between PUBACK and the delete means that message is sent
+/// - Acks are deleted in batches (one transaction per `ackBatch` acknowledgements while
+///   draining, at once when there is nothing more to send), so draining does not cost one
+///   transaction per message. A crash between PUBACK and the delete means that message is sent
 ///   again after restart, with the same id: a duplicate a consumer recognises, never a loss.
 /// - Reconnects: publishes that were in flight stay leased; libmosquitto retransmits them on
 ///   the new connection (MQTT 5.0 §4.4), so they are not republished from here.
