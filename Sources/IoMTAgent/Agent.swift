@@ -298,6 +298,10 @@ public struct Agent: Service {
                 await forwarder.handle(.acknowledgedBatch(mids))
             case .refused(let mid, let reason):
                 await forwarder.handle(.refused(mid: mid, reason: reason.description))
+            case .delivered(let tags):
+                await forwarder.handle(.delivered(tags))
+            case .outboxRefused(let tag, let reason):
+                await forwarder.handle(.refusedTag(tag, reason: reason.description))
             }
         }
     }

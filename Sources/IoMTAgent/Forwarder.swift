@@ -10,21 +10,31 @@ public enum LinkEvent: Sendable {
     case connected(broker: String, republishInFlight: Bool)
     /// `reason` is nil for our own clean stop.
     case disconnected(reason: String?)
-    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) with a success reason code: the broker has it.
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) with a success reason code for a message published
+    /// outside the window (e.g. a status message; see `waitForAcknowledgement(of:timeout:)`).
     case acknowledged(mid: Int32)
-    /// Several acknowledgements at once (see `MQTTEvent.acknowledgedBatch`).
+    /// Several of those at once (see `MQTTEvent.acknowledgedBatch`).
     case acknowledgedBatch([Int32])
-    /// The broker answered with an error reason code (MQTT 5 §3.4.2.1): not delivered.
+    /// The broker answered a message published outside the window with an error reason code.
     case refused(mid: Int32, reason: String)
+    /// Window messages (submitted to the client's outbox) the broker acknowledged (PUBACK for
+    /// QoS 1, PUBCOMP for QoS 2, success reason code), by tag (see `MQTTEvent.delivered`).
+    case delivered([UInt64])
+    /// A window message the broker refused (MQTT 5 §3.4.2.1) or the client would not queue.
+    case refusedTag(UInt64, reason: String)
 }
 
 /// Feeds the MQTT client from the durable buffer through a bounded window of in-flight
 /// publishes, and deletes a message from the buffer only once the broker acknowledged it.
 ///
 /// - The window: at most `window` unacknowledged publishes; each acknowledgement frees a slot
-///   that is refilled at once (not one at a time, not unbounded).
-/// - Acks are deleted in batches (one transaction per pump turn), so draining does not cost
-///   one fsync per message. A crash between PUBACK and the delete means that message is sent
+///   that the MQTT thread refills at once from the client's outbox (`MQTTClient.submit`), which
+///   this actor keeps filled up to `prefetch` messages ahead, one batch per wake-up. Messages
+///   queued in the outbox are leased like those in flight (deleted only after their
+///   acknowledgement; after a crash they are simply still in the buffer).
+/// - Acks are deleted in batches (one transaction per `ackBatch` acknowledgements while
+///   draining, at once when there is nothing more to send), so draining does not cost one
+///   transaction per message. A crash between PUBACK and the delete means that message is sent
 ///   again after restart, with the same id: a duplicate a consumer recognises, never a loss.
 /// - Reconnects: publishes that were in flight stay leased; libmosquitto retransmits them on
 ///   the new connection (MQTT 5.0 §4.4), so they are not republished from here.
@@ -42,9 +52,13 @@ public actor Forwarder {
         /// Mark backlog messages inside the payload too (`"backlog": true`): only for the
         /// `iomt-reading/1` JSON; a FHIR Bundle would not validate with it.
         public var markBacklogInPayload: Bool
+        /// Messages rendered and queued in the client's outbox beyond the window, so that the
+        /// MQTT thread can refill the window without waiting for this actor. Default: `window`.
+        public var prefetch: Int
         public init(window: Int, qos: MQTTQoS, order: Order, refusedRetryDelay: Duration = .seconds(30),
-                    markBacklogInPayload: Bool = true) {
+                    markBacklogInPayload: Bool = true, prefetch: Int? = nil) {
             self.window = max(1, window)
+            self.prefetch = max(0, prefetch ?? window)
             self.qos = qos
             self.order = order
             self.refusedRetryDelay = refusedRetryDelay
@@ -65,11 +79,16 @@ public actor Forwarder {
     public nonisolated let doorbell = Doorbell()
 
     private var connected = false
-    private var inflight: [Int32: InFlight] = [:]
+    /// Submitted to the outbox and not yet acknowledged (queued there, or in flight), by tag.
+    private var inflight: [UInt64: InFlight] = [:]
+    private var nextTag: UInt64 = 1
     private var backlogInFlight = 0
     /// Live-first: rows with id <= this are backlog. Nil when there is no backlog.
     private var backlogBoundary: Int64?
     private var pendingAcks: [BufferToken] = []
+    /// While draining, acknowledged rows are deleted once this many have gathered (and always
+    /// when there is nothing more to send). A crash before the delete only means duplicates.
+    private var ackBatch: Int { max(256, 4 * settings.window) }
     private var ackFailing = false
     private var delivered: UInt64 = 0
     private var refused: UInt64 = 0
@@ -84,6 +103,7 @@ public actor Forwarder {
         self.link = link
         self.settings = settings
         self.logger = logger
+        link.setOutboxWindow(settings.window)
     }
 
     /// For the benchmark: called with milliseconds from publish to acknowledgement.
@@ -103,6 +123,7 @@ public actor Forwarder {
             if republish, !inflight.isEmpty {
                 logger.notice("broker has no session for us; republishing in-flight messages",
                               metadata: ["count": "\(inflight.count)"])
+                link.discardOutbox()
                 await store.release(inflight.values.map(\.token))
                 inflight.removeAll()
                 backlogInFlight = 0
@@ -119,16 +140,16 @@ public actor Forwarder {
             if connected, let reason { logger.warning("uplink disconnected", metadata: ["reason": "\(reason)"]) }
             connected = false
         case .acknowledged(let mid):
-            acknowledge(mid)
-            doorbell.ring()
+            otherAcknowledged(mid, delivered: true)
         case .acknowledgedBatch(let mids):
-            for mid in mids { acknowledge(mid) }
+            for mid in mids { otherAcknowledged(mid, delivered: true) }
+        case .refused(let mid, _):
+            otherAcknowledged(mid, delivered: false)
+        case .delivered(let tags):
+            for tag in tags { acknowledge(tag) }
             doorbell.ring()
-        case .refused(let mid, let reason):
-            guard let entry = inflight.removeValue(forKey: mid) else {
-                otherAcknowledged(mid, delivered: false)
-                return
-            }
+        case .refusedTag(let tag, let reason):
+            guard let entry = inflight.removeValue(forKey: tag) else { return }
             if entry.isBacklog { backlogInFlight -= 1 }
             refused += 1
             logger.error("broker refused a message; it stays buffered and is retried",
@@ -143,11 +164,8 @@ public actor Forwarder {
         }
     }
 
-    private func acknowledge(_ mid: Int32) {
-        guard let entry = inflight.removeValue(forKey: mid) else {
-            otherAcknowledged(mid, delivered: true) // e.g. a status publish
-            return
-        }
+    private func acknowledge(_ tag: UInt64) {
+        guard let entry = inflight.removeValue(forKey: tag) else { return } // discarded after a session loss
         if entry.isBacklog { backlogInFlight -= 1 }
         pendingAcks.append(entry.token)
         delivered += 1
@@ -157,8 +175,11 @@ public actor Forwarder {
     /// The pump: on every ring, delete acknowledged messages, then refill the window.
     public func run() async {
         for await _ in doorbell.rings {
-            await flushAcks()
+            if pendingAcks.count >= ackBatch || !connected { await flushAcks() }
             let leasedNothing = await fillWindow()
+            // Nothing more to send (or no link): delete what is acknowledged now, so the
+            // buffer is exact when idle and a trickle of live readings is deleted at once.
+            if leasedNothing || !connected { await flushAcks() }
             if leasedNothing, inflight.isEmpty, pendingAcks.isEmpty, connected {
                 for waiter in idleWaiters { waiter.resume() }
                 idleWaiters.removeAll()
@@ -227,10 +248,11 @@ public actor Forwarder {
     /// Returns true when the buffer had nothing more to lease.
     private func fillWindow() async -> Bool {
         while connected {
-            // Acks keep arriving while this loop runs; delete them on every turn, or under a
-            // steady drain they would pile up undeleted (and leased) for as long as it lasts.
-            await flushAcks()
-            let free = settings.window - inflight.count
+            // Acks keep arriving while this loop runs; delete them in batches of `ackBatch`
+            // (one transaction each: fewer, larger write transactions) during a steady drain,
+            // or they would pile up undeleted (and leased) for as long as it lasts.
+            if pendingAcks.count >= ackBatch { await flushAcks() }
+            let free = settings.window + settings.prefetch - inflight.count
             guard free > 0 else { return false }
             let batch: [StoredMessage]
             do {
@@ -240,13 +262,11 @@ public actor Forwarder {
                 return false
             }
             guard !batch.isEmpty else { return true }
-            for (index, stored) in batch.enumerated() {
-                guard connected else {
-                    await store.release(batch[index...].map(\.token))
-                    return false
-                }
-                await send(stored)
+            guard connected else {
+                await store.release(batch.map(\.token))
+                return false
             }
+            guard await send(batch) else { return false }
         }
         return false
     }
@@ -265,24 +285,38 @@ public actor Forwarder {
         return batch
     }
 
-    private func send(_ stored: StoredMessage) async {
-        let m = stored.message
-        let isBacklog = stored.isBacklog
-        var properties: [(String, String)] = [("reading-id", m.id.description), ("kind", Forwarder.kindName(m.kind))]
-        var payload = m.payload
-        if isBacklog {
-            properties.append(("backlog", "true"))
-            if settings.markBacklogInPayload { payload = Forwarder.markBacklog(payload) }
+    /// Renders a leased batch and queues it in the client's outbox. False if the client
+    /// would not take it (the rows are released and the forwarder waits for a reconnect).
+    private func send(_ batch: [StoredMessage]) async -> Bool {
+        var out: [OutboundMessage] = []
+        out.reserveCapacity(batch.count)
+        let now = monotonicMilliseconds()
+        for stored in batch {
+            let m = stored.message
+            let isBacklog = stored.isBacklog
+            var properties: [(String, String)] = [("reading-id", m.id.description), ("kind", Forwarder.kindName(m.kind))]
+            var payload = m.payload
+            if isBacklog {
+                properties.append(("backlog", "true"))
+                if settings.markBacklogInPayload { payload = Forwarder.markBacklog(payload) }
+            }
+            let tag = nextTag
+            nextTag += 1
+            out.append(OutboundMessage(tag: tag, topic: m.topic, payload: payload, qos: settings.qos, userProperties: properties))
+            inflight[tag] = InFlight(token: stored.token, isBacklog: isBacklog, sentAt: now)
+            if isBacklog { backlogInFlight += 1 }
         }
         do {
-            let mid = try link.publish(topic: m.topic, payload: payload, qos: settings.qos, retain: false,
-                                             userProperties: properties)
-            inflight[mid] = InFlight(token: stored.token, isBacklog: isBacklog, sentAt: monotonicMilliseconds())
-            if isBacklog { backlogInFlight += 1 }
+            try link.submit(out)
+            return true
         } catch {
-            logger.warning("publish not queued; message stays buffered", metadata: ["error": "\(error)"])
-            await store.release([stored.token])
+            logger.warning("publish not queued; messages stay buffered", metadata: ["error": "\(error)"])
+            for m in out {
+                if let entry = inflight.removeValue(forKey: m.tag), entry.isBacklog { backlogInFlight -= 1 }
+            }
+            await store.release(batch.map(\.token))
             connected = false
+            return false
         }
     }
 

@@ -108,6 +108,8 @@ final class Uplink: Sendable {
                 case .acknowledged(let mid, _): await forwarder.handle(.acknowledged(mid: mid))
                 case .acknowledgedBatch(let mids): await forwarder.handle(.acknowledgedBatch(mids))
                 case .refused(let mid, let reason): await forwarder.handle(.refused(mid: mid, reason: reason.description))
+                case .delivered(let tags): await forwarder.handle(.delivered(tags))
+                case .outboxRefused(let tag, let reason): await forwarder.handle(.refusedTag(tag, reason: reason.description))
                 }
             }
         }

@@ -184,6 +184,11 @@ public actor SQLiteBuffer {
         executor.isIsolatingCurrentContext() == true
     }
 
+    /// Test hook: an integer PRAGMA of the buffer's connection (e.g. `secure_delete`).
+    func _pragmaInt(_ name: String) throws(BufferError) -> Int64? {
+        try store.pragmaInt(name)
+    }
+
     /// Test hook: `PRAGMA query_only`, to make every write fail with `SQLITE_READONLY`.
     func _setQueryOnly(_ on: Bool) throws(BufferError) {
         try store.setQueryOnly(on)

@@ -106,6 +106,8 @@ final class Engine: @unchecked Sendable {
     let state = Mutex(State())
     /// QoS 0 mids whose "written" callback must not be reported as an acknowledgement.
     let qos0Pending = Mutex<Set<Int32>>([])
+    /// Messages queued by ``submit(_:)`` and the packet ids of those in flight (see `Outbox`).
+    let outbox = Mutex(Outbox())
 
     init(config: UplinkConfig, continuation: AsyncStream<MQTTEvent>.Continuation) throws(UplinkError) {
         self.config = config
@@ -196,6 +198,16 @@ final class Engine: @unchecked Sendable {
         mosquitto_log_callback_set(m, onLog)
     }
 
+    /// The log callback is needed only to diagnose a failing connection (TLS verify results,
+    /// alerts); the loop thread removes it once connected and sets it again before connecting.
+    /// While one is set, libmosquitto formats EVERY debug line with `vsnprintf` into a fresh
+    /// `malloc` before calling it (lib/logging_mosq.c `log__printf`), e.g. "Client … sending
+    /// PUBLISH (d0, q1, r0, m…, '…', … (822 bytes))" and "received PUBACK" for each message:
+    /// with one set, that was a large part of the loop thread's CPU while draining.
+    static func setLogCallback(_ m: OpaquePointer, enabled: Bool) {
+        mosquitto_log_callback_set(m, enabled ? onLog : nil)
+    }
+
     // MARK: caller side
 
     func start() throws(UplinkError) {
@@ -225,36 +237,22 @@ final class Engine: @unchecked Sendable {
                  userProperties: [(String, String)]) throws(UplinkError) -> Int32 {
         let running = state.withLock { $0.started && !$0.stopRequested }
         guard running else { throw .notRunning }
-        var props: OpaquePointer? = nil
-        defer { mosquitto_property_free_all(&props) }
-        if config.protocolVersion == .v5 {
-            for (k, v) in userProperties {
-                let rc = mosquitto_property_add_string_pair(&props, Int32(MQTT_PROP_USER_PROPERTY.rawValue), k, v)
-                if rc != MOSQ_ERR_SUCCESS.rawValue {
-                    throw .publishRejected(detail: "user property '\(k)': \(String(cString: mosquitto_strerror(rc)))")
-                }
-            }
+        func send() -> (rc: Int32, mid: Int32, detail: String?) {
+            rawPublish(topic: topic, payload: payload, qos: qos, retain: retain, userProperties: userProperties)
         }
-        func send() -> (rc: Int32, mid: Int32) {
-            var mid: Int32 = 0
-            let rc = payload.withUnsafeBytes { buf in
-                mosquitto_publish_v5(mosq, &mid, topic, Int32(buf.count), buf.baseAddress, qos.rawValue, retain, props)
-            }
-            return (rc, mid)
-        }
-        let (rc, mid): (Int32, Int32)
+        let (rc, mid, detail): (Int32, Int32, String?)
         if qos == .atMostOnce {
             // libmosquitto calls on_publish_v5 for QoS 0 once the PUBLISH is WRITTEN
             // (lib/packet_mosq.c `packet__write`), with reason 0: that is no acknowledgement.
             // Remember the mid (under the lock, held across the call, so the loop thread cannot
             // look before it is recorded) and let the loop thread swallow that callback.
-            (rc, mid) = qos0Pending.withLock { pending in
+            (rc, mid, detail) = qos0Pending.withLock { pending in
                 let r = send()
                 if r.rc == MOSQ_ERR_SUCCESS.rawValue { pending.insert(r.mid) }
                 return r
             }
         } else {
-            (rc, mid) = send()
+            (rc, mid, detail) = send()
         }
         // QoS 1/2 while disconnected: libmosquitto 2.0.11 (lib/actions.c, lib/messages_mosq.c
         // `message__release_to_inflight`) has already appended the message to `msgs_out` and set
@@ -263,6 +261,7 @@ final class Engine: @unchecked Sendable {
         if rc == MOSQ_ERR_NO_CONN.rawValue && qos != .atMostOnce && mid != 0 {
             return mid
         }
+        if let detail { throw .publishRejected(detail: detail) }
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             throw .publishRejected(detail: "topic '\(topic)', \(payload.count) bytes, QoS \(qos.rawValue): \(String(cString: mosquitto_strerror(rc)))")
         }

@@ -49,7 +49,10 @@ extension Engine {
                 }
                 sessionReset = true
             }
-            switch runConnection(mosq, inbox: callbacks, broker: broker, resetOnly: false) {
+            let outcome = runConnection(mosq, inbox: callbacks, broker: broker, resetOnly: false)
+            let (_, delivered) = setOutboxConnected(false)
+            if !delivered.isEmpty { emit(.delivered(tags: delivered)) }
+            switch outcome {
             case .stopped:
                 return
             case .failed(let error):
@@ -91,6 +94,7 @@ extension Engine {
                                resetOnly: Bool) -> ConnectionOutcome {
         _ = inbox.drain()
         if stopRequested { return .stopped }
+        Engine.setLogCallback(m, enabled: true)
         errno = 0
         // Non-blocking TCP connect (only the DNS lookup blocks): a SYN black hole must not stall
         // failover for the kernel's ~2 min; `connectTimeout` bounds TCP + TLS + CONNACK in the
@@ -109,15 +113,10 @@ extension Engine {
         var stopDeadline: ContinuousClock.Instant? = nil
 
         func process(_ events: [RawEvent]) {
-            // With `batchAcknowledgements`, consecutive successful acknowledgements of one loop
-            // turn go out as one event (order kept: the batch is flushed before any other event).
-            var batch: [Int32] = []
-            func flushBatch() {
-                if !batch.isEmpty { emit(.acknowledgedBatch(mids: batch)); batch.removeAll() }
-            }
-            defer { flushBatch() }
+            // Acknowledgements of one loop turn are matched against the outbox together, and
+            // the window is refilled from its queue right here on the loop thread (one lock).
+            var acks: [(mid: Int32, reason: Int32)] = []
             for e in events {
-                if case .published = e {} else { flushBatch() }
                 switch e {
                 case .log(_, let msg, let verify):
                     if logs.count >= 32 { logs.removeFirst() }  // only recent lines matter for diagnosis
@@ -126,25 +125,45 @@ extension Engine {
                 case .connack(let reason, let flags):
                     if reason == 0 {
                         connected = true
-                        if !resetOnly { emit(.connected(broker: broker, sessionPresent: flags & 1 != 0)) }
+                        Engine.setLogCallback(m, enabled: false)  // connected: nothing to diagnose
+                        if !resetOnly {
+                            emit(.connected(broker: broker, sessionPresent: flags & 1 != 0))
+                            let (failed, delivered) = setOutboxConnected(true)
+                            if !delivered.isEmpty { emit(.delivered(tags: delivered)) }
+                            for (tag, why) in failed { emit(.outboxRefused(tag: tag, reason: why)) }
+                        }
                     } else {
                         connackError = connackFailure(broker, reason)
                     }
                 case .published(let mid, let reason):
                     if resetOnly { break }
                     if qos0Pending.withLock({ $0.remove(mid) != nil }) { break }  // QoS 0 written, not acked
-                    if reason >= 0x80 {
-                        flushBatch()
-                        emit(.refused(mid: mid, reason: RefusalReason(code: reason)))
-                    } else if config.batchAcknowledgements {
-                        batch.append(mid)
-                    } else {
-                        emit(.acknowledged(mid: mid, reasonCode: reason))
-                    }
+                    acks.append((mid, reason))
                 case .disconnect(let r):
                     disconnectRC = r
                 }
             }
+            if resetOnly { return }
+            let (match, failed) = matchAndRefill(acks)
+            if !match.delivered.isEmpty { emit(.delivered(tags: match.delivered)) }
+            for (tag, why) in match.refused + failed { emit(.outboxRefused(tag: tag, reason: why)) }
+            // Publishes made with `publish` (not the outbox): as before. With
+            // `batchAcknowledgements`, consecutive successes go out as one event, order kept.
+            var batch: [Int32] = []
+            func flushBatch() {
+                if !batch.isEmpty { emit(.acknowledgedBatch(mids: batch)); batch.removeAll() }
+            }
+            for (mid, reason) in match.others {
+                if reason >= 0x80 {
+                    flushBatch()
+                    emit(.refused(mid: mid, reason: RefusalReason(code: reason)))
+                } else if config.batchAcknowledgements {
+                    batch.append(mid)
+                } else {
+                    emit(.acknowledged(mid: mid, reasonCode: reason))
+                }
+            }
+            flushBatch()
         }
         process(inbox.drain())
         if rc != MOSQ_ERR_SUCCESS.rawValue {

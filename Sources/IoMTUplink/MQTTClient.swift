@@ -121,6 +121,37 @@ public final class MQTTClient: Sendable {
         try engine.publish(topic: topic, payload: payload, qos: qos, retain: retain, userProperties: userProperties)
     }
 
+    /// Queues pre-rendered messages in the client's outbox: a bounded window of them (see
+    /// ``setOutboxWindow(_:)``) is handed to libmosquitto, and each acknowledgement that frees a
+    /// place is refilled from the queue on the MQTT thread itself, in the same loop turn, with no
+    /// hand-off to the caller. Results come back by tag: ``MQTTEvent/delivered(tags:)`` and
+    /// ``MQTTEvent/outboxRefused(tag:reason:)``. Queued messages go out only while connected;
+    /// those in flight at a disconnect are retransmitted by libmosquitto after the reconnect
+    /// (same packet id, DUP set), as with ``publish(topic:payload:qos:retain:userProperties:)``.
+    /// The caller bounds the queue (it holds what it submitted until it hears back).
+    /// Throws ``UplinkError/notRunning`` before ``start()`` or after ``stop()``, and
+    /// ``UplinkError/publishRejected(detail:)`` for QoS 0 (never acknowledged).
+    public func submit(_ messages: [OutboundMessage]) throws(UplinkError) {
+        try engine.submit(messages)
+    }
+
+    /// How many outbox messages may be unacknowledged at once (1...65000; default 64). Also
+    /// raises libmosquitto's in-flight cap (`MOSQ_OPT_SEND_MAXIMUM`, default 20) to the window
+    /// plus 8 (for publishes outside the outbox); a broker's Receive Maximum still bounds it.
+    /// Call before ``start()``.
+    public func setOutboxWindow(_ n: Int) {
+        engine.setOutboxLimit(n)
+    }
+
+    /// Empties the outbox queue and forgets which packet ids belong to outbox messages (their
+    /// late acknowledgements then arrive as ``MQTTEvent/acknowledged(mid:reasonCode:)`` /
+    /// ``MQTTEvent/acknowledgedBatch(mids:)``). Returns the tags of every message it held,
+    /// queued or in flight. For a reconnect where the broker lost the session.
+    @discardableResult
+    public func discardOutbox() -> [UInt64] {
+        engine.discardOutbox()
+    }
+
     /// Graceful stop: sends DISCONNECT with reason 0x00 Normal disconnection (MQTT 5.0 §3.14.2.1),
     /// which makes the broker DISCARD the Last Will (MQTT 5.0 §3.1.2.5, §3.14.4; 3.1.1 §3.1.2.5),
     /// waits for the loop thread to end (bounded: about 2 s after the DISCONNECT is queued) and

@@ -106,6 +106,13 @@ public enum MQTTEvent: Sendable, Hashable {
     /// (e.g. 0x87 Not authorized, 0x90 Topic Name invalid, 0x97 Quota exceeded, 0x92 Packet
     /// Identifier not found). The message was NOT delivered; libmosquitto has forgotten it.
     case refused(mid: Int32, reason: RefusalReason)
+    /// Messages of ``MQTTClient/submit(_:)`` acknowledged with success (PUBACK / PUBCOMP with a
+    /// reason code < 0x80), by their tags, in the order the acknowledgements were read (one event
+    /// per loop turn).
+    case delivered(tags: [UInt64])
+    /// A message of ``MQTTClient/submit(_:)`` that was not delivered: the broker refused it
+    /// (reason code >= 0x80), or libmosquitto would not queue it (0x83). It left the outbox.
+    case outboxRefused(tag: UInt64, reason: RefusalReason)
 }
 
 /// A negative acknowledgement reason code (MQTT 5.0 §2.4, table 2-6).
