@@ -2,6 +2,36 @@ import Foundation
 import IoMTTestSupport
 import Testing
 
+/// The real agent with `bluetooth:` on the world's first host port and `devices` (YAML flow
+/// entries), against a fresh mosquitto, until `done` holds on what the broker received (or the
+/// wait gives up); then a graceful stop. `output` lines go under `output:`.
+struct BluetoothAgentRun {
+    let messages: [ReceivedMessage]
+    let log: String
+    let satisfied: Bool
+    let dir: TempDir
+
+    static func run(_ world: BumbleWorld, gateway: String, devices: [String], output: [String] = [],
+                    until done: @escaping @Sendable ([ReceivedMessage]) -> Bool) async throws -> BluetoothAgentRun {
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        let setup = AgentSetup(gateway: gateway, stateDir: dir.file("state"), brokerURL: broker.url)
+        let outputLines = output.map { "  \($0)\n" }.joined()
+        try dir.write("agent.yaml", setup.yaml().replacingOccurrences(of: "  format: json\n", with: "  format: json\n" + outputLines)
+                      + "bluetooth:\n  adapter: tcp:127.0.0.1:\(world.hostPorts[0])\n  devices:\n"
+                      + devices.map { "    - \($0)\n" }.joined())
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
+        defer { sub.stop() }
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { agent.signal(SIGKILL) }
+        let satisfied = await waitUntil(sub, done)
+        agent.signal(SIGTERM)
+        _ = await agent.waitForExit(timeout: .seconds(20))
+        return BluetoothAgentRun(messages: sub.messages, log: agent.output.value, satisfied: satisfied, dir: dir)
+    }
+}
+
 /// Issue 6 end to end: Bumble peripherals replaying the reference's golden bytes for blood
 /// pressure (indications), pulse oximetry (notifications) and a weight scale (indications),
 /// through our Bluetooth host and the real agent to a real mosquitto: what reaches the broker
@@ -27,39 +57,26 @@ struct HealthProfilesEndToEndTests {
                             "payloads": ["0C143701E600D606"]]),
         ]))
         defer { world.kill() }
-        let dir = try TempDir()
-        let broker = try await MosquittoBroker.start()
-        defer { broker.killNow() }
-        let setup = AgentSetup(gateway: "profiles", stateDir: dir.file("state"), brokerURL: broker.url)
-        try dir.write("agent.yaml", setup.yaml() + """
-            bluetooth:
-              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
-              devices:
-                - {id: bp-1, address: "F0:F1:F2:F3:F4:11", profile: blood-pressure, patient: P-1}
-                - {id: ox-1, address: "F0:F1:F2:F3:F4:12", profile: pulse-oximeter, patient: P-1}
-                - {id: ws-1, address: "F0:F1:F2:F3:F4:13", profile: weight-scale, patient: P-1}
-                - {id: bp-2, address: "F0:F1:F2:F3:F4:14", profile: blood-pressure, patient: P-1}
-
-            """)
-        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
-        defer { sub.stop() }
-        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
-        defer { agent.signal(SIGKILL) }
-        #expect(await waitUntil(sub) { m in
+        let run = try await BluetoothAgentRun.run(world, gateway: "profiles", devices: [
+            #"{id: bp-1, address: "F0:F1:F2:F3:F4:11", profile: blood-pressure, patient: P-1}"#,
+            #"{id: ox-1, address: "F0:F1:F2:F3:F4:12", profile: pulse-oximeter, patient: P-1}"#,
+            #"{id: ws-1, address: "F0:F1:F2:F3:F4:13", profile: weight-scale, patient: P-1}"#,
+            #"{id: bp-2, address: "F0:F1:F2:F3:F4:14", profile: blood-pressure, patient: P-1}"#,
+        ]) { m in
             let r = readings(m)
             return ["bp-1", "ox-1", "ws-1", "bp-2"].allSatisfy { d in r.filter { $0.device == d }.count >= 3 }
-        }, "\(Set(readings(sub.messages).map(\.device)))\n\(agent.output.value.suffix(3000))")
-        agent.signal(SIGTERM)
-        _ = await agent.waitForExit(timeout: .seconds(20))
+        }
+        #expect(run.satisfied, "\(Set(readings(run.messages).map(\.device)))\n\(run.log.suffix(3000))")
+        let dir = run.dir
 
         func observations(_ device: String) throws -> [[String: Any]] {
-            let r = try #require(readings(sub.messages).first { $0.device == device })
+            let r = try #require(readings(run.messages).first { $0.device == device })
             let o = try #require(try JSONSerialization.jsonObject(with: Data(r.payload.utf8)) as? [String: Any])
             return try #require(o["observations"] as? [[String: Any]])
         }
         func find(_ obs: [[String: Any]], _ mdc: Int) -> [String: Any]? { obs.first { $0["mdc_code"] as? Int == mdc } }
         // The cuff's measurement status bits travel as device_status, never as numbers.
-        let bpReading = try #require(readings(sub.messages).first { $0.device == "bp-1" })
+        let bpReading = try #require(readings(run.messages).first { $0.device == "bp-1" })
         let bpDoc = try #require(try JSONSerialization.jsonObject(with: Data(bpReading.payload.utf8)) as? [String: Any])
         #expect(Set(bpDoc["device_status"] as? [String] ?? []) ==
                 ["body-movement", "cuff-too-loose", "irregular-pulse", "improper-body-position", "device-time-unknown"])
@@ -78,7 +95,7 @@ struct HealthProfilesEndToEndTests {
         let bp2 = try observations("bp-2")
         #expect(find(bp2, 150021)?["value"] as? Double == 18.9 && find(bp2, 150021)?["unit"] as? String == "kPa")
         // Every reading validates against the schema; no duplicates, no holes.
-        let seen = readings(sub.messages)
+        let seen = readings(run.messages)
         try await expectValid(seen.map(\.payload), schema: "reading.schema.json", dir: dir)
         for d in ["bp-1", "ox-1", "ws-1", "bp-2"] { #expect(expectNoLossAndRecognisableDuplicates(seen, device: d) >= 3) }
     }
@@ -90,25 +107,11 @@ struct HealthProfilesEndToEndTests {
                             "payloads": ["15BDF00B009FF03C001200"]]),
         ]))
         defer { world.kill() }
-        let dir = try TempDir()
-        let broker = try await MosquittoBroker.start()
-        defer { broker.killNow() }
-        let setup = AgentSetup(gateway: "units", stateDir: dir.file("state"), brokerURL: broker.url)
-        try dir.write("agent.yaml", setup.yaml().replacingOccurrences(of: "  format: json\n", with: "  format: json\n  units: [\"mm[Hg]\", Cel]\n") + """
-            bluetooth:
-              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
-              devices:
-                - {id: bp-2, address: "F0:F1:F2:F3:F4:14", profile: blood-pressure, patient: P-1}
-
-            """)
-        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
-        defer { sub.stop() }
-        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
-        defer { agent.signal(SIGKILL) }
-        #expect(await waitUntil(sub) { readings($0).count >= 2 }, "\(agent.output.value.suffix(3000))")
-        agent.signal(SIGTERM)
-        _ = await agent.waitForExit(timeout: .seconds(20))
-        let r = try #require(readings(sub.messages).first)
+        let run = try await BluetoothAgentRun.run(world, gateway: "units", devices: [
+            #"{id: bp-2, address: "F0:F1:F2:F3:F4:14", profile: blood-pressure, patient: P-1}"#,
+        ], output: [#"units: ["mm[Hg]", Cel]"#]) { readings($0).count >= 2 }
+        #expect(run.satisfied, "\(run.log.suffix(3000))")
+        let r = try #require(readings(run.messages).first)
         let o = try #require(try JSONSerialization.jsonObject(with: Data(r.payload.utf8)) as? [String: Any])
         let obs = try #require(o["observations"] as? [[String: Any]])
         let sys = try #require(obs.first { $0["mdc_code"] as? Int == 150021 })
@@ -128,25 +131,11 @@ struct HealthProfilesEndToEndTests {
                             "payloads": ["01FF2F00420022729D2B2900000600013C4C020002", "06010C000100B84B0200200262000000010C0001001A480200A00A62000000", "06010C000100B84B0200200262000000010C0001001A480200A00A62000000"]]),
         ]))
         defer { world.kill() }
-        let dir = try TempDir()
-        let broker = try await MosquittoBroker.start()
-        defer { broker.killNow() }
-        let setup = AgentSetup(gateway: "ghs", stateDir: dir.file("state"), brokerURL: broker.url)
-        try dir.write("agent.yaml", setup.yaml() + """
-            bluetooth:
-              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
-              devices:
-                - {id: ghs-1, address: "F0:F1:F2:F3:F4:17", profile: generic-health-sensor, patient: P-1}
-
-            """)
-        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
-        defer { sub.stop() }
-        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
-        defer { agent.signal(SIGKILL) }
-        #expect(await waitUntil(sub) { readings($0).count >= 3 }, "\(agent.output.value.suffix(3000))")
-        agent.signal(SIGTERM)
-        _ = await agent.waitForExit(timeout: .seconds(20))
-        for r in readings(sub.messages) {
+        let run = try await BluetoothAgentRun.run(world, gateway: "ghs", devices: [
+            #"{id: ghs-1, address: "F0:F1:F2:F3:F4:17", profile: generic-health-sensor, patient: P-1}"#,
+        ]) { readings($0).count >= 3 }
+        #expect(run.satisfied, "\(run.log.suffix(3000))")
+        for r in readings(run.messages) {
             let o = try #require(try JSONSerialization.jsonObject(with: Data(r.payload.utf8)) as? [String: Any])
             let obs = try #require(o["observations"] as? [[String: Any]])
             #expect(obs.first { $0["mdc_code"] as? Int == 150456 }?["value"] as? Double == 98)
@@ -154,7 +143,7 @@ struct HealthProfilesEndToEndTests {
             #expect(o["time_quality"] as? String == "device-unsynchronized" || o["time_quality"] as? String == "device-corrected"
                     || o["time_quality"] as? String == "device-synchronized", "\(o)")
         }
-        #expect(agent.output.value.contains("continuation without a first segment"))
+        #expect(run.log.contains("continuation without a first segment"))
     }
 
     @Test func cgmRecordsArriveOneReadingEachAndACorruptedCRCIsDropped() async throws {
@@ -167,26 +156,12 @@ struct HealthProfilesEndToEndTests {
                                          "0FE3D2E4050002 14FF02F0E5F38E3E".replacingOccurrences(of: " ", with: "")]]),
         ]))
         defer { world.kill() }
-        let dir = try TempDir()
-        let broker = try await MosquittoBroker.start()
-        defer { broker.killNow() }
-        let setup = AgentSetup(gateway: "cgm", stateDir: dir.file("state"), brokerURL: broker.url)
-        try dir.write("agent.yaml", setup.yaml() + """
-            bluetooth:
-              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
-              devices:
-                - {id: cgm-1, address: "F0:F1:F2:F3:F4:15", profile: cgm, patient: P-1}
-
-            """)
-        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
-        defer { sub.stop() }
-        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
-        defer { agent.signal(SIGKILL) }
-        #expect(await waitUntil(sub) { readings($0).count >= 9 }, "\(agent.output.value.suffix(3000))")
-        agent.signal(SIGTERM)
-        _ = await agent.waitForExit(timeout: .seconds(20))
+        let run = try await BluetoothAgentRun.run(world, gateway: "cgm", devices: [
+            #"{id: cgm-1, address: "F0:F1:F2:F3:F4:15", profile: cgm, patient: P-1}"#,
+        ]) { readings($0).count >= 9 }
+        #expect(run.satisfied, "\(run.log.suffix(3000))")
         var values: [Double?] = []
-        for r in readings(sub.messages) {
+        for r in readings(run.messages) {
             let o = try #require(try JSONSerialization.jsonObject(with: Data(r.payload.utf8)) as? [String: Any])
             let obs = try #require(o["observations"] as? [[String: Any]])
             let g = try #require(obs.first { $0["mdc_code"] as? Int == 160212 })
@@ -199,7 +174,7 @@ struct HealthProfilesEndToEndTests {
         // Per cycle of three notifications: two records, one malfunction record, one dropped.
         let cycles = Double(values.count) / 3
         #expect(values.filter { $0 == nil }.count <= Int(cycles.rounded(.up)))
-        #expect(agent.output.value.contains("e2e-crc"), "the dropped record is logged")
+        #expect(run.log.contains("e2e-crc"), "the dropped record is logged")
     }
 }
 
@@ -218,25 +193,11 @@ struct DeviceClockEndToEndTests {
                             dateTime ? "date_time_writable" : "current_time_writable": .bool(writable)]),
         ]))
         defer { world.kill() }
-        let dir = try TempDir()
-        let broker = try await MosquittoBroker.start()
-        defer { broker.killNow() }
-        let setup = AgentSetup(gateway: "clock", stateDir: dir.file("state"), brokerURL: broker.url)
-        try dir.write("agent.yaml", setup.yaml() + """
-            bluetooth:
-              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
-              devices:
-                - {id: th-1, address: "F0:F1:F2:F3:F4:16", profile: thermometer, patient: P-1}
-
-            """)
-        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#")
-        defer { sub.stop() }
-        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
-        defer { agent.signal(SIGKILL) }
-        #expect(await waitUntil(sub) { readings($0).count >= 2 }, "\(agent.output.value.suffix(3000))")
-        agent.signal(SIGTERM)
-        _ = await agent.waitForExit(timeout: .seconds(20))
-        let r = try #require(readings(sub.messages).first)
+        let run = try await BluetoothAgentRun.run(world, gateway: "clock", devices: [
+            #"{id: th-1, address: "F0:F1:F2:F3:F4:16", profile: thermometer, patient: P-1}"#,
+        ]) { readings($0).count >= 2 }
+        #expect(run.satisfied, "\(run.log.suffix(3000))")
+        let r = try #require(readings(run.messages).first)
         return try #require(try JSONSerialization.jsonObject(with: Data(r.payload.utf8)) as? [String: Any])
     }
 
