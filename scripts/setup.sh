@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev sqlite3 openssl python3-venv libbluetooth-dev systemd; do
+for pkg in mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev sqlite3 openssl python3-venv libbluetooth-dev tshark systemd; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

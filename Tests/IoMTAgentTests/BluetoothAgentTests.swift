@@ -68,5 +68,10 @@ struct BluetoothAgentTests {
         // The btsnoop file was written, owner-only.
         var st = stat()
         #expect(stat(dir.file("hci.btsnoop"), &st) == 0 && st.st_size > 1000 && st.st_mode & 0o777 == 0o600)
+        // ...and Wireshark reads it: tshark (installed by scripts/setup.sh) decodes HCI and ATT.
+        let shark = try await ChildProcess.run(["tshark", "-r", dir.file("hci.btsnoop"), "-c", "400"], timeout: .seconds(60))
+        #expect(shark.status == 0, "\(shark.output.prefix(2000))")
+        #expect(shark.output.contains("HCI_CMD") && shark.output.contains("HCI_EVT"), "\(shark.output.prefix(2000))")
+        #expect(shark.output.contains("ATT"), "\(shark.output.prefix(2000))")
     }
 }
