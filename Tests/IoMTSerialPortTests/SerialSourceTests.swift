@@ -164,10 +164,6 @@ struct SerialSourceTests {
         let sink = CollectingSink()
         let task = Task { try await source.run(into: sink) }
         #expect(await eventually { await sink.readings.count >= 2 })
-        // Truncated frames (every 170 bytes) are discarded while this device plays; the start-up
-        // noise may already be flushed when the port opens, so wait for a truncation rather than
-        // assume one happened by now (it did not, once, on a loaded CI machine).
-        #expect(await eventually { source.status.bytesDiscarded > 0 })
         player1.stop()
         pty1.unplug()
         #expect(await eventually { source.status.disconnects == 1 })
