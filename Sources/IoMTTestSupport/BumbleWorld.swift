@@ -169,7 +169,7 @@ public final class BumbleWorld: Sendable {
     /// Starts `scripts/ble/virtual_world.py` with `.venv/bin/python` of this repository and
     /// returns once every host port listens and every peripheral advertises (its `READY` line).
     public static func start(spec: Spec, timeout: Duration = .seconds(20)) async throws -> BumbleWorld {
-        let root = repositoryRoot()
+        let root = TestPaths.repositoryRoot
         let python = "\(root)/.venv/bin/python"
         guard access(python, X_OK) == 0 else {
             throw TestSupportError("run scripts/setup.sh: .venv lacks bumble (no \(python))")
@@ -349,10 +349,6 @@ public final class BumbleWorld: Sendable {
         }
     }
 
-    static func repositoryRoot(file: String = #filePath) -> String {
-        // Sources/IoMTTestSupport/BumbleWorld.swift -> repository root
-        "/" + file.split(separator: "/").dropLast(3).joined(separator: "/")
-    }
 
     /// posix_spawn with stdin and stdout pipes and stderr to a file.
     private static func spawn(_ arguments: [String], stderrPath: String) throws -> (pid_t, Int32, Int32) {

@@ -2,24 +2,9 @@ import Foundation
 import IoMTTestSupport
 import Testing
 
-/// The repository root, from this file's path (Tests/IoMTDeployTests/Support.swift).
-let repoRoot: String = {
-    if let root = ProcessInfo.processInfo.environment["IOMT_REPO_ROOT"] { return root }
-    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path
-}()
-
-/// The debug agent binary built next to this test bundle (`swift build --build-tests` builds it).
-let agentBinary: String = {
-    let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [bundleDir.appendingPathComponent("iomt-agent").path,
-                      bundleDir.deletingLastPathComponent().appendingPathComponent("iomt-agent").path,
-                      "\(repoRoot)/.build/debug/iomt-agent"]
-    where FileManager.default.isExecutableFile(atPath: candidate) {
-        return candidate
-    }
-    return "\(repoRoot)/.build/debug/iomt-agent"
-}()
+/// The repository root and the agent binary (IoMTTestSupport.TestPaths).
+let repoRoot = TestPaths.repositoryRoot
+let agentBinary = TestPaths.agentBinary
 
 /// The absolute path of `tool` on the PATH (or in /usr/sbin, /sbin), if installed.
 func which(_ tool: String) -> String? {
