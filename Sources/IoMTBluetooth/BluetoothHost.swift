@@ -48,7 +48,6 @@ public actor BluetoothHost {
     private var links: [ConnectionHandle: LELink] = [:]
     private var pendingConnect: (peer: LEAddress, waiter: CheckedContinuation<LELink, any Error>)?
     private var connectTimer = DeadlineTimer()
-    private var pendingConnectDeadline: UInt64?
     /// The peer of an attempt we cancelled whose final Connection Complete has not come yet.
     private var cancelling: LEAddress?
     private var cancelWaiters: [CheckedContinuation<Void, Never>] = []
@@ -438,7 +437,6 @@ public actor BluetoothHost {
         }
         guard pendingConnect?.peer == peer else { return }
         let deadline = hostNow() + timeoutMs
-        pendingConnectDeadline = deadline
         connectTimer.arm(deadline, now: hostNow()) { [weak self] in await self?.connectTimedOut(peer: peer, timeoutMs: timeoutMs) }
     }
 
@@ -446,7 +444,6 @@ public actor BluetoothHost {
         connectTimer.fired()
         guard let p = pendingConnect, p.peer == peer else { return }
         pendingConnect = nil
-        pendingConnectDeadline = nil
         p.waiter.resume(throwing: BluetoothHostError.connectTimedOut(peer, milliseconds: timeoutMs))
         // The controller answers a cancel with a Connection Complete carrying "Unknown Connection
         // Identifier" (Vol 4 Part E 7.8.13), or, if the link formed meanwhile, success (then the
@@ -530,6 +527,4 @@ public actor BluetoothHost {
         acl = a
         for p in packets { send(.acl(p)) }
     }
-
-    func linkCount() -> Int { links.count }
 }

@@ -196,7 +196,7 @@ public actor BluetoothService {
     }
 
     /// A connection that completed after its attempt had been given up (reference quirk 3):
-    /// handed to the device's session if it is allow-listed, else ended.
+    /// ended: the session that gave the attempt up reconnects on the next advertisement, in order.
     private func adoptLate(_ link: LELink) async {
         logger.info("late connection completion; disconnecting it (the session reconnects)", metadata: ["peer": "\(link.peer)"])
         await link.disconnect()
@@ -370,10 +370,7 @@ public actor BluetoothService {
         out["hardware"] = i.hardwareRevision
         out["software"] = i.softwareRevision
         out["system_id"] = i.systemID?.compactHex
-        out["regulatory"] = i.regulatoryData.map { $0.raw.map { b in
-            let h = String(b, radix: 16, uppercase: true)
-            return h.count == 1 ? "0" + h : h
-        }.joined() }
+        out["regulatory"] = i.regulatoryData.map { hex($0.raw) }
         return out
     }
 

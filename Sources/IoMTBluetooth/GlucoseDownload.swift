@@ -343,12 +343,7 @@ public struct GlucoseDownload: Sendable {
         return "\(names[v.rawValue] ?? "response code") 0x\(hex([v.rawValue]))"
     }
 
-    private func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { b in
-            let s = String(b, radix: 16, uppercase: true)
-            return s.count == 1 ? "0" + s : s
-        }.joined(separator: " ")
-    }
+    private func hex(_ bytes: [UInt8]) -> String { bytes.map(hex2).joined(separator: " ") }
 }
 
 // MARK: - The driver over a live link
