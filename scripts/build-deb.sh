@@ -122,6 +122,11 @@ if [ ${#dynamic_swift[@]} -gt 0 ] && [ "$allow_dynamic_swift" != 1 ]; then
   die "$binary loads the Swift runtime (${dynamic_swift[*]}): build it with --static-swift-stdlib, or pass --allow-dynamic-swift for a test package"
 fi
 depends="$(printf '%s\n' "${!deps[@]}" | sort | paste -sd, - | sed 's/,/, /g')"
+# The release link packs relative relocations (DT_RELR, Package.swift): glibc 2.36 or later
+# (Debian 12, Raspberry Pi OS bookworm) loads that; older loaders refuse the binary by name.
+if readelf -V "$binary" 2>/dev/null | grep -q GLIBC_ABI_DT_RELR; then
+  depends="$(printf '%s' "$depends" | sed 's/\blibc6\b/libc6 (>= 2.36)/')"
+fi
 
 # Stage.
 work="$(mktemp -d)"

@@ -5,8 +5,8 @@ import Glibc
 import Musl
 #endif
 
-/// The agent as a separate process: `iomt-agent run --config <generated yaml>` (this same
-/// executable), sampled through /proc/<pid>/status and /proc/<pid>/stat.
+/// The agent as a separate process: `iomt-agent run --config <generated yaml>` (the sibling
+/// executable of `iomt-bench`), sampled through /proc/<pid>/status and /proc/<pid>/stat.
 struct AgentProcess {
     struct Simulators {
         var devices: Int
@@ -52,7 +52,7 @@ struct AgentProcess {
                       exitWhenDrained: Bool) throws(BenchError) -> ChildProcess {
         let path = "\(dir)/agent-\(tag).yaml"
         try writeFile(path, config(stateDir: stateDir, brokerPort: brokerPort, simulators: simulators))
-        var argv = [executablePath(), "run", "--config", path]
+        var argv = [siblingExecutable("iomt-agent"), "run", "--config", path]
         if exitWhenDrained { argv.append("--exit-when-drained") }
         return try ChildProcess(argv, stdout: "\(dir)/agent-\(tag).out", stderr: "\(dir)/agent-\(tag).err")
     }

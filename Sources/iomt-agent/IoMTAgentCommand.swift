@@ -17,7 +17,7 @@ struct IoMTAgentCommand: AsyncParsableCommand {
             """,
         version: Agent.version,
         subcommands: [Run.self, Status.self, Devices.self, Scan.self, Pair.self, Assign.self, Discharge.self,
-                      Buffer.self, ConfigCommand.self, Simulate.self, Bench.self],
+                      Buffer.self, ConfigCommand.self, Simulate.self],
         defaultSubcommand: nil)
 }
 

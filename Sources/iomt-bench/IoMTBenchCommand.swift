@@ -1,8 +1,13 @@
 import ArgumentParser
 import IoMTBench
 
-struct Bench: AsyncParsableCommand {
+/// The benchmark runs in its own executable so that none of its code (harness, process control,
+/// result tables) is mapped into the daemon: the agent's resident set is part of what it measures.
+/// It drives `iomt-agent` (a sibling executable) as a child process.
+@main
+struct IoMTBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "iomt-bench",
         abstract: "Benchmarks (see BENCHMARKS.md): the agent against its baselines, on a real mosquitto and real files.")
 
     @Flag(name: .long, help: "Small N, for a smoke run (under ~3 minutes).")
