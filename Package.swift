@@ -42,6 +42,8 @@ let package = Package(
         .target(name: "IoMTCore"),
         // The strict YAML subset the configuration is written in (pure; no Foundation).
         .target(name: "IoMTYAML"),
+        // One detached-thread starter for the blocking readers (serial, HCI, control socket, tests).
+        .target(name: "IoMTThreads"),
         .target(
             name: "IoMTConfig",
             dependencies: ["IoMTCore", "IoMTYAML"]
@@ -59,7 +61,7 @@ let package = Package(
         .target(name: "IoMTSerial", dependencies: ["IoMTCore"]),
         .target(
             name: "IoMTSerialPort",
-            dependencies: ["IoMTCore", "IoMTSerial", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["IoMTCore", "IoMTSerial", "IoMTThreads", .product(name: "Logging", package: "swift-log")]
         ),
         // Device simulators (frame encoders and pty players) for tests, benchmarks and fuzzing.
         .target(name: "IoMTSerialSimulators", dependencies: ["IoMTCore", "IoMTSerial"]),
@@ -82,7 +84,7 @@ let package = Package(
         .target(name: "IoMTHCI", dependencies: ["IoMTCore"]),
         .target(
             name: "IoMTHCITransport",
-            dependencies: ["IoMTCore", "IoMTHCI", "CBluetooth", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["IoMTCore", "IoMTHCI", "IoMTThreads", "CBluetooth", .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "IoMTATT", dependencies: ["IoMTCore", "IoMTHCI"]),
         .target(
@@ -108,7 +110,7 @@ let package = Package(
         // Issue 7: the paired-device registry with patient binding and the audit log; the control
         // socket protocol between the CLI and the daemon.
         .target(name: "IoMTRegistry", dependencies: ["IoMTCore", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "IoMTControl", dependencies: ["IoMTCore", "IoMTRegistry", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "IoMTControl", dependencies: ["IoMTCore", "IoMTRegistry", "IoMTThreads", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "IoMTAgent",
             dependencies: [
@@ -159,7 +161,7 @@ let package = Package(
             ]
         ),
         // Helpers for tests only: start a real mosquitto on loopback, temp dirs, child processes.
-        .target(name: "IoMTTestSupport", dependencies: ["IoMTCore", "IoMTUplink", "CMosquitto"]),
+        .target(name: "IoMTTestSupport", dependencies: ["IoMTCore", "IoMTUplink", "IoMTThreads", "CMosquitto"]),
         .testTarget(name: "IoMTCoreTests", dependencies: ["IoMTCore"]),
         .testTarget(name: "IoMTYAMLTests", dependencies: ["IoMTYAML", "IoMTConfig", "IoMTCore"]),
         .testTarget(name: "IoMTConfigTests", dependencies: ["IoMTConfig"]),

@@ -1,3 +1,4 @@
+import IoMTThreads
 import IoMTRegistry
 import Logging
 import Synchronization
@@ -166,7 +167,7 @@ public final class ControlServer: Sendable {
             $0.inode = UInt64(st.st_ino)
             $0.spareFD = spare
         }
-        guard startThread({ [self] in acceptLoop(fd) }) else {
+        guard startDetachedThread({ [self] in acceptLoop(fd) }) else {
             close(fd); unlink(path)
             throw .system(path: path, call: "pthread_create (accept thread)", errno: EAGAIN)
         }
@@ -331,7 +332,7 @@ final class ControlConnection: Sendable {
     func startReading() -> AsyncStream<LineFramer.Item>? {
         let (stream, continuation) = AsyncStream.makeStream(of: LineFramer.Item.self,
                                                             bufferingPolicy: .bufferingOldest(ControlConnection.maxQueuedLines))
-        let started = startThread { [self] in
+        let started = startDetachedThread { [self] in
             var framer = LineFramer(maxLength: ControlProtocol.maxRequestLineBytes)
             var chunk = [UInt8](repeating: 0, count: 16384)
             reading: while true {

@@ -4,29 +4,6 @@ import Glibc
 import Musl
 #endif
 
-/// Runs `body` on a new detached OS thread: for the blocking `accept` and `read` calls of the
-/// control socket, which must never block Swift's cooperative pool. False if no thread could
-/// be created (then `body` does not run).
-func startThread(_ body: @escaping @Sendable () -> Void) -> Bool {
-    final class Box: Sendable {
-        let body: @Sendable () -> Void
-        init(_ b: @escaping @Sendable () -> Void) { body = b }
-    }
-    var tid = pthread_t()
-    let ctx = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(&tid, nil, { ctx in
-        guard let ctx else { return nil }
-        Unmanaged<Box>.fromOpaque(ctx).takeRetainedValue().body()
-        return nil
-    }, ctx)
-    guard rc == 0 else {
-        Unmanaged<Box>.fromOpaque(ctx).release()
-        return false
-    }
-    pthread_detach(tid)
-    return true
-}
-
 /// A `sockaddr_un` for `path`, or nil when the path does not fit `sun_path` (108 bytes on Linux).
 func unixAddress(_ path: String) -> sockaddr_un? {
     var addr = sockaddr_un()

@@ -1,3 +1,4 @@
+import IoMTThreads
 import IoMTHCI
 import Synchronization
 #if canImport(Glibc)
@@ -157,7 +158,7 @@ final class FDTransport: HCITransport {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: HCIPacket.self, throwing: (any Error).self)
         self.incoming = stream
         self.wakeRead = pipeFDs[0]
-        let started = startThread { [self] in self.readLoop(fd: fd, continuation: continuation) }
+        let started = startDetachedThread { [self] in self.readLoop(fd: fd, continuation: continuation) }
         // A consumer that stops listening (its task cancelled) closes the transport: nobody can read it any more.
         continuation.onTermination = { [weak self] _ in self?.close() }
         if !started {
@@ -251,23 +252,3 @@ final class FDTransport: HCITransport {
     }
 }
 
-/// Runs `body` on a new detached OS thread (the blocking reader).
-func startThread(_ body: @escaping @Sendable () -> Void) -> Bool {
-    final class Box: Sendable {
-        let body: @Sendable () -> Void
-        init(_ b: @escaping @Sendable () -> Void) { body = b }
-    }
-    var tid = pthread_t()
-    let ctx = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(&tid, nil, { ctx in
-        guard let ctx else { return nil }
-        Unmanaged<Box>.fromOpaque(ctx).takeRetainedValue().body()
-        return nil
-    }, ctx)
-    if rc == 0 {
-        pthread_detach(tid)
-        return true
-    }
-    Unmanaged<Box>.fromOpaque(ctx).release()
-    return false
-}

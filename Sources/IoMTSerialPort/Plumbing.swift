@@ -63,24 +63,3 @@ final class DirectoryWatch {
     }
 }
 
-/// Runs `body` on a new detached thread (the link's blocking poll loop lives there, off the
-/// cooperative pool).
-func startThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box: Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    let context = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, nil, { raw in
-        guard let raw else { return nil }
-        Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().body()
-        return nil
-    }, context)
-    if rc == 0 {
-        pthread_detach(thread)
-    } else {
-        Unmanaged<Box>.fromOpaque(context).release()
-        body()  // no thread to be had: run inline rather than lose the device
-    }
-}

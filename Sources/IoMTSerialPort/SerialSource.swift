@@ -1,3 +1,4 @@
+import IoMTThreads
 import IoMTCore
 import IoMTSerial
 import Logging
@@ -110,7 +111,7 @@ public struct SerialSource: ReadingSource {
             reconnectMinMilliseconds: c.reconnectMinMilliseconds, reconnectMaxMilliseconds: c.reconnectMaxMilliseconds,
             sysfs: c.sysfs, clock: clock,
             watermark: { serial in memory.marks.withLock { $0[serial] } })
-        startThread {
+        runDetachedOrInline {
             link.run(emit: { continuation.yield($0) }, wake: wake)
             continuation.finish()
         }

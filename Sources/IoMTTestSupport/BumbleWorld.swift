@@ -1,3 +1,4 @@
+import IoMTThreads
 import IoMTCore
 import Synchronization
 #if canImport(Glibc)
@@ -187,7 +188,7 @@ public final class BumbleWorld: Sendable {
             stderrPath: logFile)
         let output = Watched(Output())
         let exitStatus = Watched<Int32?>(nil)
-        startThread {
+        runDetachedOrInline {
             var pending: [UInt8] = []
             var buf = [UInt8](repeating: 0, count: 4096)
             while true {
@@ -205,7 +206,7 @@ public final class BumbleWorld: Sendable {
             close(stdoutFD)
             output.update { $0.closed = true }
         }
-        startThread {
+        runDetachedOrInline {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
             exitStatus.update { $0 = status }

@@ -1,3 +1,4 @@
+import IoMTThreads
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -76,27 +77,10 @@ public final class Watched<Value: Sendable>: Sendable {
     }
 }
 
-/// Runs `body` on a new detached OS thread (for blocking reads, waitpid, accept).
 /// Runs blocking work (a `recv` with a timeout, a pipe read) on its own thread and awaits it, so
 /// it never occupies a thread of the cooperative pool, which other tests need (2 on 2 cores).
 public func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { c in startThread { c.resume(returning: body()) } }
-}
-
-func startThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box: Sendable { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-    var tid = pthread_t()
-    let ctx = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(&tid, nil, { ctx in
-        guard let ctx else { return nil }
-        Unmanaged<Box>.fromOpaque(ctx).takeRetainedValue().body()
-        return nil
-    }, ctx)
-    if rc == 0 {
-        pthread_detach(tid)
-    } else {
-        Unmanaged<Box>.fromOpaque(ctx).takeRetainedValue().body()  // degrade: run inline
-    }
+    await withCheckedContinuation { c in runDetachedOrInline { c.resume(returning: body()) } }
 }
 
 /// A unique temporary directory, removed (recursively) when this object is released.
@@ -184,7 +168,7 @@ public final class ChildProcess: Sendable {
         pid = child
         let output = self.output
         let outputClosed = self.outputClosed
-        startThread {
+        runDetachedOrInline {
             var buf = [UInt8](repeating: 0, count: 4096)
             while true {
                 let n = read(readFD, &buf, buf.count)
@@ -197,7 +181,7 @@ public final class ChildProcess: Sendable {
             outputClosed.update { $0 = true }
         }
         let exitStatus = self.exitStatus
-        startThread {
+        runDetachedOrInline {
             var status: Int32 = 0
             while waitpid(child, &status, 0) < 0 && errno == EINTR {}
             exitStatus.update { $0 = status }

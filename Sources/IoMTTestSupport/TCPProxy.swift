@@ -1,3 +1,4 @@
+import IoMTThreads
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -39,7 +40,7 @@ public final class TCPProxy: Sendable {
         guard rc == 0 else { Glibc.close(fd); throw TestSupportError("proxy bind/listen failed") }
         self.listenFD = fd
         self.port = Int(UInt16(bigEndian: addr.sin_port))
-        startThread { [self] in acceptLoop() }
+        runDetachedOrInline { [self] in acceptLoop() }
     }
 
     private static func loopback(port: Int) -> sockaddr_in {
@@ -72,7 +73,7 @@ public final class TCPProxy: Sendable {
             }
             connections.withLock { $0.insert(client); $0.insert(upstream) }
             accepted.update { $0 += 1 }
-            startThread { [self] in relay(client, upstream) }
+            runDetachedOrInline { [self] in relay(client, upstream) }
         }
     }
 

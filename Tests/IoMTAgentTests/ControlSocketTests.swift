@@ -492,6 +492,8 @@ func TempDir2(_ dir: TempDir, _ name: String) -> String { dir.file(name) }
 /// the registry, the audit file and the buffer.
 final class MockBluetooth: BluetoothControl {
     let forgotten = Watched<[String]>([])
+    /// Why each passkey prompt failed (the prompt's error text), in order.
+    let promptFailures = Watched<[String]>([])
     var adapterDescription: String { get async { "mock hci0" } }
 
     func scan(seconds: Int, report: @escaping @Sendable (ScanRow) async -> Void) async throws {
@@ -503,7 +505,12 @@ final class MockBluetooth: BluetoothControl {
 
     func pair(address: String, patient: String, profile: String?, passkey: PasskeyPrompt) async throws -> PairedDevice {
         if address.hasSuffix("99") { throw BluetoothControlError(.notFound, "no device \(address) answered within 30 s") }
-        guard try await passkey.ask(.enterPasskey) == .passkey(123456) else {
+        let answer: PairingAnswer
+        do { answer = try await passkey.ask(.enterPasskey) } catch {
+            promptFailures.update { $0.append("\(error)") }
+            throw error
+        }
+        guard answer == .passkey(123456) else {
             throw BluetoothControlError(.pairingFailed, "pairing rejected: wrong passkey")
         }
         return PairedDevice(address: address, addressType: "public", profile: profile ?? "pulse-oximeter", name: "Nonin 3230",
@@ -601,7 +608,8 @@ struct ControlServiceBluetoothTests {
 
     @Test func aClientThatLeavesDuringAPromptCancelsIt() async throws {
         let dir = try TempDir()
-        let (server, buffer, socket) = try await serve(dir, MockBluetooth())
+        let mock = MockBluetooth()
+        let (server, buffer, socket) = try await serve(dir, mock)
         try await onThread {
             let c = try ControlClient(path: socket, receiveTimeout: .seconds(10))
             try c.sendLine(ClientMessage.request(id: 1, cmd: "pair", args: .obj(["address": .string("C0:FF:EE:00:00:01"),
@@ -609,8 +617,10 @@ struct ControlServiceBluetoothTests {
             _ = try c.readLine() // the stage event
             _ = try c.readLine() // the prompt; then leave without answering
         }
-        // Stopping the server waits for the running command: the prompt was cancelled by the
-        // disconnect, so the pairing failed and was audited.
+        // The server notices the disconnect on its reader thread: wait for the prompt to fail
+        // (stopping first would cancel it for another reason: "the agent is closing").
+        #expect(await mock.promptFailures.wait(timeout: .seconds(10)) { !$0.isEmpty }, "the prompt was never cancelled")
+        // Stopping the server waits for the running command: the pairing failed and was audited.
         await server.stop()
         let events = try AuditLog(stateDir: dir.path, gatewayID: "mock").read().events
         #expect(events.map(\.outcome) == ["failed"])
