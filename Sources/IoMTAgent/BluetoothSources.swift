@@ -157,10 +157,5 @@ struct AgentBluetoothControl: BluetoothControl {
     }
 
     /// `ble-f0f1f2f3f401` → `F0:F1:F2:F3:F4:01` (the registry entry is already gone on discharge).
-    private func deviceAddress(_ id: String) -> String? {
-        guard id.hasPrefix("ble-") else { return nil }
-        let hex = Array(id.dropFirst(4).uppercased())
-        guard hex.count == 12 else { return nil }
-        return stride(from: 0, to: 12, by: 2).map { String(hex[$0..<($0 + 2)]) }.joined(separator: ":")
-    }
+    private func deviceAddress(_ id: String) -> String? { BluetoothDeviceID.address(of: id) }
 }

@@ -24,7 +24,7 @@ public struct BLEDevice: Sendable, Hashable {
 
     /// The device id used when none is configured: `ble-` and the identity address in hex.
     public static func defaultID(_ address: BDAddress) -> String {
-        "ble-" + address.bytes.reversed().map(hex2).joined().lowercased()
+        BluetoothDeviceID.make(littleEndianAddress: address.bytes)
     }
 }
 

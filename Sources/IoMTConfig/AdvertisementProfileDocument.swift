@@ -1,3 +1,4 @@
+import IoMTCore
 import IoMTYAML
 
 extension AgentConfig.Bluetooth {
@@ -173,7 +174,7 @@ extension ConfigReader {
             if let (explicit, l) = text(d, "id") {
                 if let problem = identifierProblem(explicit, maxLength: 64) { report(d.path("id"), l, problem) } else { id = explicit }
             } else if let address {
-                id = "ble-" + address.replacingColons().lowercased()
+                id = BluetoothDeviceID.make(address: address)
             } else if addressOK {
                 report(d.path("id"), d.line, "is required when no address is given (e.g. id: scale-bed-4)")
             }

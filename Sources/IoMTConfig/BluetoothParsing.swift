@@ -1,3 +1,4 @@
+import IoMTCore
 import IoMTYAML
 
 extension AgentConfig {
@@ -120,7 +121,7 @@ extension ConfigReader {
                     if let (explicit, line) = text(d, "id") {
                         if let problem = identifierProblem(explicit, maxLength: 64) { report(d.path("id"), line, problem) } else { id = explicit }
                     } else if let address {
-                        id = "ble-" + address.replacingColons().lowercased()
+                        id = BluetoothDeviceID.make(address: address)
                     }
                     if let id {
                         if let first = seen[id] {
@@ -169,8 +170,4 @@ extension ConfigReader {
         }
         return "must be hciN (Linux HCI user channel), uart:/dev/PATH?baud=N&flow=rts|none, or tcp:HOST:PORT, got \"\(clip(a))\""
     }
-}
-
-extension String {
-    func replacingColons() -> String { String(filter { $0 != ":" }) }
 }

@@ -45,11 +45,7 @@ public struct RegisteredDevice: Hashable, Sendable {
 
     /// The stable id of a Bluetooth LE device: `ble-` and its identity address as 12 lowercase
     /// hex digits (`C0:FF:EE:00:00:01` → `ble-c0ffee000001`). Nil unless `address` is 6 bytes.
-    public static func bleID(address: String) -> String? {
-        let hex = address.lowercased().filter { $0 != ":" && $0 != "-" }
-        guard hex.count == 12, hex.allSatisfy({ $0.isHexDigit }) else { return nil }
-        return "ble-" + hex
-    }
+    public static func bleID(address: String) -> String? { BluetoothDeviceID.make(address: address) }
 
     public var json: JSONValue {
         .obj([
