@@ -179,6 +179,18 @@ extension StolenCardTests {
                 "\(none.output.suffix(2000))")
         #expect(FileManager.default.contents(atPath: dir.file("state/buffer.db")) == before)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("state")).allSatisfy { !$0.contains("corrupt") })
+
+        // The CLI without a daemon: `buffer export` with the key writes plaintext (the operator
+        // asked for it); with another key it refuses with the same message.
+        let export = try await ChildProcess.run([agentBinary, "buffer", "export", "--config", dir.file("agent.yaml"),
+                                                 "--out", dir.file("export.jsonl")], timeout: .seconds(30))
+        #expect(export.status == 0, "\(export.output.suffix(2000))")
+        let exported = String(decoding: FileManager.default.contents(atPath: dir.file("export.jsonl")) ?? Data(), as: UTF8.self)
+        #expect(exported.split(separator: "\n").count == 40)
+        #expect(exported.components(separatedBy: patient).count - 1 == 40)
+        let refused = try await ChildProcess.run([agentBinary, "buffer", "export", "--config", dir.file("other.yaml"),
+                                                  "--out", dir.file("export2.jsonl")], timeout: .seconds(30))
+        #expect(refused.status == 1 && refused.output.contains("encrypted with another key"), "\(refused.output.suffix(2000))")
     }
 }
 
