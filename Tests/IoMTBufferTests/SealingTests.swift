@@ -154,6 +154,30 @@ import Testing
         await #expect(throws: BufferError.keyRequired(path: emptyPath)) { _ = try await openBuffer(emptyPath) }
     }
 
+    @Test func withoutItsKeyCheckTheFirstSealedRowStillDecides() async throws {
+        let dir = try TempDir(); defer { dir.remove() }
+        let path = dir.path("b.db")
+        var f = MessageFactory()
+        do {
+            let b = try await openBuffer(path, key: testKey)
+            _ = try await b.append((1...3).map { phiReading(&f, $0) })
+            await b.close()
+        }
+        _ = try sqlite(path, "DELETE FROM meta;")
+        await #expect(throws: BufferError.keyRequired(path: path)) { _ = try await openBuffer(path) }
+        do {
+            _ = try await openBuffer(path, key: otherKey)
+            Issue.record("another key opened the buffer")
+        } catch let error as BufferError {
+            guard case .wrongKey = error else { Issue.record("not wrongKey: \(error)"); return }
+        }
+        // The right key opens it and writes the key check again.
+        let b = try await openBuffer(path, key: testKey)
+        #expect(seqs(try await b.lease(limit: 10)) == [1, 2, 3])
+        #expect(try sqlite(path, "SELECT count(*) FROM meta WHERE name = 'key-check';") == "1")
+        await b.close()
+    }
+
     @Test func aV1PlaintextDatabaseOpenedWithAKeyDeliversOldRowsAndSealsNewOnes() async throws {
         let dir = try TempDir(); defer { dir.remove() }
         let path = dir.path("b.db")
