@@ -50,7 +50,7 @@ let package = Package(
         ),
         .target(
             name: "IoMTBuffer",
-            dependencies: ["IoMTCore", "CSQLite", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["IoMTCore", "CSQLite", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "IoMTUplink",

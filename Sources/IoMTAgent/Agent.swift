@@ -61,12 +61,16 @@ public struct Agent: Service {
             try PatientReference(keyFile: path)
         } ?? .identity
 
+        // The at-rest key seals the buffer (subkey "buffer") and the bonds (subkey "bonds"); it is
+        // loaded before the buffer opens, which refuses a missing or wrong key (issue 8).
+        let atRestKey = try AtRestKey.load(config: config, environment: AtRestKey.credentialsEnvironment())
         let buffer: SQLiteBuffer
         do {
             buffer = try await SQLiteBuffer(
                 path: config.stateDir + "/buffer.db", maxBytes: config.buffer.maxBytes,
                 onFull: config.buffer.onFull == .dropOldest ? .dropOldest : .reject,
-                gatewayID: config.gateway.id, gapTopic: topics.gaps, logger: logger)
+                gatewayID: config.gateway.id, gapTopic: topics.gaps, logger: logger,
+                sealingKey: atRestKey?.subkey("buffer"))
         } catch {
             throw AgentError("cannot open the buffer: \(error)")
         }
@@ -85,7 +89,6 @@ public struct Agent: Service {
         let cursors = (try? await buffer.loadCursors()) ?? [:]
         var sources = makeSources(cursors: cursors)
         // Bluetooth: the configured wearables plus those paired from the CLI (the registry).
-        let atRestKey = try AtRestKey.load(config: config, environment: AtRestKey.credentialsEnvironment())
         let bluetoothSource = try makeBluetoothSource(config: config, registry: registry, atRestKey: atRestKey, clock: clock, logger: logger,
                                                       cursors: cursors)
         if let bluetoothSource { sources.append(bluetoothSource) }

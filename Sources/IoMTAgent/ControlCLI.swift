@@ -108,10 +108,13 @@ public final class StandaloneControl: Sendable {
         stateDir = config.stateDir
         try StateDirectory.prepare(config.stateDir)
         let topics = Topics(prefix: config.broker.topicPrefix)
+        // The daemon's at-rest key: the buffer refuses a missing or wrong one (issue 8).
+        let atRestKey = try AtRestKey.load(config: config, environment: AtRestKey.credentialsEnvironment())
         buffer = try await SQLiteBuffer(
             path: config.stateDir + "/buffer.db", maxBytes: config.buffer.maxBytes,
             onFull: config.buffer.onFull == .dropOldest ? .dropOldest : .reject,
-            gatewayID: config.gateway.id, gapTopic: topics.gaps, logger: logger)
+            gatewayID: config.gateway.id, gapTopic: topics.gaps, logger: logger,
+            sealingKey: atRestKey?.subkey("buffer"))
         let registry = try DeviceRegistry(stateDir: config.stateDir)
         // The broker copy of audit events names patients as the daemon would (pseudonyms when configured).
         let patientReference = try config.output.patientPseudonymKeyFile.map { path throws(AgentError) in

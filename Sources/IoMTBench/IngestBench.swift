@@ -16,10 +16,10 @@ enum IngestBench {
         var meanLatencyMicros: Double
     }
 
-    static func agentRun(submitters: Int, seconds: Double, maxDelayMillis: Int, maxBatch: Int) async throws -> Outcome {
+    static func agentRun(submitters: Int, seconds: Double, maxDelayMillis: Int, maxBatch: Int, sealed: Bool = false) async throws -> Outcome {
         let dir = try makeTempDir("ingest")
         defer { removeTree(dir) }
-        let buffer = try await Workload.openBuffer(dir)
+        let buffer = try await Workload.openBuffer(dir, sealed: sealed)
         let ingestor = Ingestor(store: buffer,
                                 settings: .init(gatewayID: Workload.gatewayID, topics: Workload.topics,
                                                 maxDelay: .milliseconds(maxDelayMillis), maxBatch: maxBatch),
@@ -121,10 +121,15 @@ enum IngestBench {
         let pool = Workload.messages(2000, devices: Workload.devices(submitters))
         var agent: [Double] = [], agentLat: [Double] = [], agentWithDelay: [Double] = []
         var raw20: [Double] = [], raw256: [Double] = []
+        var sealed: [Double] = [], sealedLat: [Double] = [], sealedVsPlain: [Double] = []
         for _ in 0..<reps {
             // Interleaved so drift (other tenants of the machine) hits both sides alike.
             let a = try await agentRun(submitters: submitters, seconds: secs, maxDelayMillis: 0, maxBatch: 256)
             agent.append(a.perSecond); agentLat.append(a.meanLatencyMicros)
+            // Issue 8: the same run with payloads sealed at rest (AES-256-GCM on the buffer thread).
+            let s = try await agentRun(submitters: submitters, seconds: secs, maxDelayMillis: 0, maxBatch: 256, sealed: true)
+            sealed.append(s.perSecond); sealedLat.append(s.meanLatencyMicros)
+            sealedVsPlain.append(s.perSecond / a.perSecond)
             raw20.append(try rawRun(batch: submitters, seconds: secs, pool: pool))
             raw256.append(try rawRun(batch: 256, seconds: secs, pool: pool))
             agentWithDelay.append(try await agentRun(submitters: submitters, seconds: secs, maxDelayMillis: 10, maxBatch: 256).perSecond)
@@ -137,6 +142,13 @@ enum IngestBench {
         results.add("1", "ingest, 20 submitters, commit_max_delay 10 ms", unit: "readings/s",
                     agent: median(agentWithDelay), baseline: median(raw20), baselineName: "raw SQLite, 20 rows/txn", reps: reps)
         results.add("1", "submit→durable mean (defaults, saturated)", unit: "µs", agent: median(agentLat), reps: reps)
+        results.add("1", "ingest sealed at rest (AES-256-GCM), 20 submitters, defaults", unit: "readings/s",
+                    agent: median(sealed), baseline: median(agent), baselineName: "the agent unsealed", reps: reps,
+                    note: "paired ratios sealed/unsealed \(sealedVsPlain.map { Results.fmt($0) }), median \(Results.fmt(median(sealedVsPlain)))")
+        results.add("1", "ingest sealed at rest vs raw SQLite", unit: "readings/s",
+                    agent: median(sealed), baseline: median(raw20), baselineName: "raw SQLite, 20 rows/txn", reps: reps)
+        results.add("1", "submit→durable mean, sealed (defaults, saturated)", unit: "µs", agent: median(sealedLat),
+                    baseline: median(agentLat), baselineName: "the agent unsealed", reps: reps)
         results.note("ingest: mean payload \(Workload.meanPayloadBytes(pool)) B (rotation of pulse oximeter with 75-sample pleth, blood pressure, thermometer); \(secs) s per repetition")
     }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import IoMTAgent
 import IoMTBuffer
 import IoMTCore
@@ -56,9 +57,14 @@ enum Workload {
         return l
     }
 
-    static func openBuffer(_ dir: String) async throws -> SQLiteBuffer {
+    /// The at-rest key of the sealed variants (issue 8): a fixed 256-bit key, as `AtRestKey` derives it.
+    static let sealingKey = SymmetricKey(data: [UInt8](repeating: 0x42, count: 32))
+
+    /// The agent's buffer; `sealed`: payloads sealed at rest with AES-256-GCM, as with `security.key_file`.
+    static func openBuffer(_ dir: String, sealed: Bool = false) async throws -> SQLiteBuffer {
         try await SQLiteBuffer(path: dir + "/buffer.db", maxBytes: maxBytes, onFull: .reject,
-                               gatewayID: gatewayID, gapTopic: topics.gaps, logger: logger())
+                               gatewayID: gatewayID, gapTopic: topics.gaps, logger: logger(),
+                               sealingKey: sealed ? sealingKey : nil)
     }
 
     /// Fills a buffer with `n` readings (20 devices), 1000 per transaction. Returns the mean payload size.

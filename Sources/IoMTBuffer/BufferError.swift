@@ -29,6 +29,12 @@ public enum BufferError: Error, Hashable, Sendable, CustomStringConvertible {
     case invalidConfiguration(path: String, detail: String)
     /// Any other SQLite failure, with its (extended) result code and message.
     case sqlite(path: String, code: Int32, detail: String)
+    /// The database holds sealed readings (or a key check) but no at-rest key was given.
+    /// Nothing was opened for writing, deleted or moved.
+    case keyRequired(path: String)
+    /// The at-rest key given does not open the database's key check (or its sealed rows): it
+    /// was sealed with another key. Nothing was deleted or moved; this is not corruption.
+    case wrongKey(path: String, detail: String)
 
     /// The database path this error is about.
     public var path: String {
@@ -36,7 +42,7 @@ public enum BufferError: Error, Hashable, Sendable, CustomStringConvertible {
         case .diskFull(let p, _), .readOnly(let p, _), .ioError(let p, _, _, _), .corrupt(let p, _),
              .cannotOpen(let p, _, _), .busy(let p, _), .schemaTooNew(let p, _, _),
              .cannotMoveAside(let p, _, _), .cannotStartThread(let p, _), .closed(let p),
-             .invalidConfiguration(let p, _), .sqlite(let p, _, _):
+             .invalidConfiguration(let p, _), .sqlite(let p, _, _), .keyRequired(let p), .wrongKey(let p, _):
             return p
         }
     }
@@ -74,6 +80,10 @@ public enum BufferError: Error, Hashable, Sendable, CustomStringConvertible {
             return "invalid buffer configuration for \(p): \(d)"
         case .sqlite(let p, let c, let d):
             return "SQLite error \(c) on buffer database \(p): \(d)"
+        case .keyRequired(let p):
+            return "the buffer at \(p) is encrypted; give the key in security.key_file or the systemd credential state-key (nothing was deleted; the file keeps its unsent readings)"
+        case .wrongKey(let p, let d):
+            return "the buffer at \(p) is encrypted with another key (wrong key: \(d)); give the key it was written with in security.key_file or the systemd credential state-key (nothing was deleted; do not remove the file unless its unsent readings are to be given up)"
         }
     }
 }

@@ -18,10 +18,13 @@ struct BufferConfig: Sendable {
     var gapTopic: String
     var logger: Logger?
     var clock: any WallClock
+    /// Seals payloads at rest when set (issue 8).
+    var sealer: PayloadSealer?
 }
 
 /// Schema version written to `PRAGMA user_version`.
-let bufferSchemaVersion: Int32 = 1
+/// 1: messages, gaps, device_state. 2: `messages.sealed` and the `meta` table (issue 8).
+let bufferSchemaVersion: Int32 = 2
 
 private let schemaV1 = """
 CREATE TABLE messages(
@@ -61,7 +64,24 @@ CREATE TABLE device_state(
 PRAGMA user_version = 1;
 """
 
-private let messageColumns = "row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum"
+/// Version 2 (encryption at rest): a `sealed` flag per message row (1: `payload` is
+/// `nonce || ciphertext || tag`, see `PayloadSealer`; 0: plaintext, as every v1 row) and a
+/// `meta` table holding the key check (the known constant sealed under the buffer's key), so a
+/// wrong key is refused at open. Rows of a v1 file stay plaintext and readable.
+/// `gaps` and `device_state` stay plaintext by design: they hold device ids, sequence numbers,
+/// loss reasons, times and source cursors, no patient id and no reading value.
+private let migrationV2 = """
+ALTER TABLE messages ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE meta(
+    name  TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+PRAGMA user_version = 2;
+"""
+
+private let messageColumns = "row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, sealed"
+/// The same columns from a v1 file, which has no `sealed` column (every v1 row is plaintext).
+private let messageColumnsV1 = "row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, 0 AS sealed"
 private let gapColumns = "gap_id, id_high, id_low, device_id, first_sequence, last_sequence, count, reason, first_lost_at, last_lost_at"
 
 /// The synchronous core of the buffer. Owned by `SQLiteBuffer` and only used on its thread.
@@ -95,6 +115,12 @@ final class BufferStore {
     private var sealedGapsUpTo: Int64 = 0
     private var idGenerator = ReadingIDGenerator()
     private let reserve: DiskReserve
+    /// Seals payloads when the buffer has an at-rest key.
+    let sealer: PayloadSealer?
+    /// Sealed rows found unreadable during the current lease, by row id.
+    private var unreadable: [Int64: UnreadableRow] = [:]
+    /// Message rows discarded as unreadable at rest since open.
+    private(set) var unreadableTotal = 0
 
     // MARK: open
 
@@ -106,8 +132,9 @@ final class BufferStore {
         try checkWritable(path: path)
         let lock = try InstanceLock(databasePath: path)
         do throws(BufferError) {
-            try validateExisting(path: path)
+            try validateExisting(path: path, sealer: config.sealer)
             let conn = try openReadWrite(path: path)
+            try prepareKey(conn, sealer: config.sealer, path: path)
             return try BufferStore(config: config, conn: conn, lock: lock, recovered: nil, salvaged: 0)
         } catch where error.isCorruption {
             let destination = try moveAside(path: path, clock: config.clock)
@@ -117,6 +144,8 @@ final class BufferStore {
             let salvaged = salvage(from: destination, into: conn, logger: config.logger)
             config.logger?.error("salvaged rows from the corrupt buffer database",
                                  metadata: ["path": "\(path)", "moved_to": "\(destination)", "rows": "\(salvaged)"])
+            // Salvaged sealed rows stay sealed, and the salvaged key check still decides.
+            try prepareKey(conn, sealer: config.sealer, path: path)
             return try BufferStore(config: config, conn: conn, lock: lock, recovered: destination, salvaged: salvaged)
         }
     }
@@ -144,13 +173,63 @@ final class BufferStore {
 
     /// Checks an existing, non-empty file on a read-only connection: a read-only connection
     /// never checkpoints or truncates, so a damaged file keeps its original bytes for the move.
-    private static func validateExisting(path: String) throws(BufferError) {
+    /// The at-rest key is checked here too, before anything opens the file for writing: a
+    /// missing or wrong key leaves the file's bytes exactly as they were.
+    private static func validateExisting(path: String, sealer: PayloadSealer?) throws(BufferError) {
         var st = stat()
         guard stat(path, &st) == 0, st.st_size > 0, (st.st_mode & S_IFMT) == S_IFREG else { return }
         let ro = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
         defer { ro.close() }
         if let h = ro.handle { sqlite3_busy_timeout(h, 5000) }
         try checkIntegrity(ro)
+        _ = try verifyKey(ro, sealer: sealer, path: path)
+    }
+
+    /// Checks the at-rest key against the database (schema v2 only; v1 holds nothing sealed).
+    /// Returns true when a key is given and no key check is stored yet (a new or v1 file).
+    ///
+    /// - Throws: `.keyRequired` when the file has a key check or sealed rows and no key is
+    ///   given; `.wrongKey` when the key does not open the key check. Neither changes the file.
+    private static func verifyKey(_ conn: SQLiteConnection, sealer: PayloadSealer?, path: String) throws(BufferError) -> Bool {
+        let version = try conn.scalarInt("PRAGMA user_version") ?? 0
+        guard version == 2 else { return sealer != nil }
+        let check = try conn.with("SELECT value FROM meta WHERE name = ?1") { s throws(BufferError) -> [UInt8]? in
+            try s.bind(1, PayloadSealer.keyCheckName)
+            return try s.step() ? s.blob(0) : nil
+        }
+        if let check {
+            guard let sealer else { throw BufferError.keyRequired(path: path) }
+            guard sealer.opensKeyCheck(check) else {
+                throw BufferError.wrongKey(path: path, detail: "the key check stored in the buffer does not open with this key")
+            }
+            return false
+        }
+        // No key check (someone removed it): the first sealed row decides.
+        let opens = try conn.with("SELECT id_high, id_low, topic, payload FROM messages WHERE sealed = 1 ORDER BY row_id LIMIT 1") { s throws(BufferError) -> Bool? in
+            guard try s.step() else { return nil }
+            guard let sealer else { return false }
+            let topic = s.text(2) ?? ""
+            return s.withBlob(3) { sealer.open($0, idHigh: s.int64(0), idLow: s.int64(1), topic: topic) != nil }
+        }
+        switch (opens, sealer) {
+        case (nil, _): return sealer != nil
+        case (.some, nil): throw BufferError.keyRequired(path: path)
+        case (.some(false), _):
+            throw BufferError.wrongKey(path: path, detail: "the buffer has no key check and its first sealed row does not open with this key")
+        case (.some(true), _): return true
+        }
+    }
+
+    /// On the read-write connection: checks the key again and writes the key check into a new
+    /// or v1 database that is sealed from now on.
+    private static func prepareKey(_ conn: SQLiteConnection, sealer: PayloadSealer?, path: String) throws(BufferError) {
+        guard try verifyKey(conn, sealer: sealer, path: path), let sealer else { return }
+        let record = try sealer.makeKeyCheck(path: path)
+        try conn.transaction { () throws(BufferError) in
+            try conn.with("INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)") { s throws(BufferError) in
+                try s.bind(1, PayloadSealer.keyCheckName); try s.bind(2, record); try s.run()
+            }
+        }
     }
 
     private static func checkIntegrity(_ conn: SQLiteConnection) throws(BufferError) {
@@ -193,7 +272,12 @@ final class BufferStore {
             throw BufferError.schemaTooNew(path: path, found: version, supported: bufferSchemaVersion)
         }
         if version == 0 {
-            try conn.transaction { () throws(BufferError) in try conn.exec(schemaV1) }
+            try conn.transaction { () throws(BufferError) in
+                try conn.exec(schemaV1)
+                try conn.exec(migrationV2)
+            }
+        } else if version == 1 {
+            try conn.transaction { () throws(BufferError) in try conn.exec(migrationV2) }
         }
         return conn
     }
@@ -229,8 +313,21 @@ final class BufferStore {
         // connection is read-only, so this cannot modify the moved-aside file.
         try? src.exec("PRAGMA writable_schema=ON")
         var copied = 0
+        // A v1 file has no `sealed` column (all its rows are plaintext) and no meta table.
+        let hasSealedColumn = ((try? src.scalarInt("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'sealed'")) ?? nil ?? 0) > 0
+        let sourceColumns = hasSealedColumn ? messageColumns : messageColumnsV1
         do throws(BufferError) {
             try conn.transaction { () throws(BufferError) in
+                // The key check first: it decides whether the salvaged sealed rows can be opened.
+                if hasSealedColumn {
+                    copied += salvageTable(src, "SELECT name, value FROM meta", logger) { s throws(BufferError) in
+                        guard let name = s.text(0), !name.isEmpty else { return false }
+                        return try conn.with("INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)") { ins throws(BufferError) in
+                            try ins.bind(1, name); try ins.bind(2, s.blob(1)); try ins.run()
+                            return true
+                        }
+                    }
+                }
                 // device_state first: the sequence high-water marks matter most.
                 copied += salvageTable(src, "SELECT device_id, last_sequence, lost_total FROM device_state", logger) { s throws(BufferError) in
                     guard let device = s.text(0), !device.isEmpty else { return false }
@@ -250,7 +347,9 @@ final class BufferStore {
                         return true
                     }
                 }
-                copied += salvageTable(src, "SELECT \(messageColumns) FROM messages ORDER BY row_id", logger) { s throws(BufferError) in
+                // Rows are copied as they are: a sealed payload stays sealed (its associated data,
+                // the id and topic, is copied with it, so it still opens).
+                copied += salvageTable(src, "SELECT \(sourceColumns) FROM messages ORDER BY row_id", logger) { s throws(BufferError) in
                     // A page cut short reads back partly as zeros: keep only rows that are
                     // self-consistent (a UUIDv7 id, a topic, and the stored logical size).
                     guard let topic = s.text(9), !topic.isEmpty else { return false }
@@ -261,14 +360,16 @@ final class BufferStore {
                     guard s.int64(8) == expectedSize, (idHigh >> 12) & 0xF == 7 else { return false }
                     // Same length is not same content: a page reused between checkpoint and cut
                     // can hand back another row's bytes. The checksum written with the row decides.
+                    let sealed = s.int64(12) == 1
                     let checksum = rowChecksum(idHigh: s.int64(1), idLow: s.int64(2), kind: s.int64(3), device: device,
-                                               sequence: s.optionalInt64(6), createdAt: s.int64(7), topic: topic, payload: payload)
+                                               sequence: s.optionalInt64(6), createdAt: s.int64(7), topic: topic, payload: payload,
+                                               sealed: sealed)
                     guard checksum == s.int64(11) else { return false }
-                    return try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)") { ins throws(BufferError) in
+                    return try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, sealed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)") { ins throws(BufferError) in
                         try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, s.int64(3))
                         try ins.bind(4, s.int64(4) & 0xFF); try ins.bind(5, device); try ins.bind(6, s.optionalInt64(6))
                         try ins.bind(7, s.int64(7)); try ins.bind(8, s.int64(8)); try ins.bind(9, topic)
-                        try ins.bind(10, payload); try ins.bind(11, checksum)
+                        try ins.bind(10, payload); try ins.bind(11, checksum); try ins.bind(12, Int64(sealed ? 1 : 0))
                         try ins.run()
                         return true
                     }
@@ -305,6 +406,7 @@ final class BufferStore {
         self.lock = lock
         self.recoveredFromCorruption = recovered
         self.salvagedRows = salvaged
+        self.sealer = config.sealer
         self.reserve = DiskReserve(path: config.path + ".reserve")
         reserve.restoreIfDue(logger: config.logger)
         acct.bytes = try conn.scalarInt("SELECT coalesce(sum(size), 0) FROM messages") ?? 0
@@ -373,7 +475,8 @@ final class BufferStore {
 
         for (index, m) in messages.enumerated() {
             if let d = m.deviceID, let s = m.sequence { highWater[d] = max(highWater[d] ?? 0, s) }
-            let size = Self.logicalSize(m)
+            // A sealed row counts what it stores (the payload plus nonce and tag).
+            let size = Self.logicalSize(m) + (sealer == nil ? 0 : Int64(PayloadSealer.overhead))
             if acct.bytes + size > config.maxBytes {
                 if config.onFull == .dropOldest, size <= config.maxBytes {
                     let freed = try evict(atLeast: acct.bytes + size - config.maxBytes, at: now)
@@ -392,17 +495,30 @@ final class BufferStore {
                     continue
                 }
             }
-            try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)") { s throws(BufferError) in
+            try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, sealed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)") { s throws(BufferError) in
                 let idHigh = Int64(bitPattern: m.id.high), idLow = Int64(bitPattern: m.id.low)
                 let sequence = m.sequence.map { Int64(bitPattern: $0) }
                 try s.bind(1, idHigh); try s.bind(2, idLow)
                 try s.bind(3, Int64(m.kind.rawValue)); try s.bind(4, Int64(m.priority))
                 try s.bind(5, m.deviceID); try s.bind(6, sequence)
                 try s.bind(7, m.createdAt.millisecondsSinceEpoch); try s.bind(8, size)
-                try s.bind(9, m.topic); try s.bind(10, m.payload)
-                try s.bind(11, rowChecksum(idHigh: idHigh, idLow: idLow, kind: Int64(m.kind.rawValue), device: m.deviceID,
-                                           sequence: sequence, createdAt: m.createdAt.millisecondsSinceEpoch,
-                                           topic: m.topic, payload: m.payload))
+                try s.bind(9, m.topic)
+                // The checksum covers what is stored (the sealed bytes for a sealed row), so
+                // salvage can still tell an intact row from a damaged one without the key.
+                if let sealer {
+                    let stored = try sealer.seal(m.payload, idHigh: idHigh, idLow: idLow, topic: m.topic, path: config.path)
+                    try s.bind(10, stored)
+                    try s.bind(11, rowChecksum(idHigh: idHigh, idLow: idLow, kind: Int64(m.kind.rawValue), device: m.deviceID,
+                                               sequence: sequence, createdAt: m.createdAt.millisecondsSinceEpoch,
+                                               topic: m.topic, payload: stored, sealed: true))
+                    try s.bind(12, Int64(1))
+                } else {
+                    try s.bind(10, m.payload)
+                    try s.bind(11, rowChecksum(idHigh: idHigh, idLow: idLow, kind: Int64(m.kind.rawValue), device: m.deviceID,
+                                               sequence: sequence, createdAt: m.createdAt.millisecondsSinceEpoch,
+                                               topic: m.topic, payload: m.payload, sealed: false))
+                    try s.bind(12, Int64(0))
+                }
                 try s.run()
             }
             let rowID = conn.lastInsertRowID
@@ -552,6 +668,8 @@ final class BufferStore {
     func lease(limit: Int, backlogLimit: Int, liveAfter: Int64?) throws(BufferError) -> [StoredMessage] {
         try ensureOpen()
         guard limit > 0 else { return [] }
+        // Rows found unreadable by this lease are recorded as lost once the scan is over.
+        defer { discardUnreadable() }
         var out: [StoredMessage] = []
         try leaseGaps(limit: limit, into: &out)
         guard let boundary = liveAfter else {
@@ -605,14 +723,11 @@ final class BufferStore {
                 while out.count < target, try s.step() {
                     let rowID = s.int64(0)
                     lastExamined = rowID
-                    if leasedMessages.contains(rowID) { continue }
-                    let message = OutgoingMessage(
-                        id: ReadingID(high: UInt64(bitPattern: s.int64(1)), low: UInt64(bitPattern: s.int64(2))),
-                        kind: MessageKind(rawValue: UInt8(truncatingIfNeeded: s.int64(3))),
-                        topic: s.text(9) ?? "", payload: s.blob(10), deviceID: s.text(5),
-                        sequence: s.optionalInt64(6).map { UInt64(bitPattern: $0) },
-                        priority: UInt8(truncatingIfNeeded: s.int64(4)),
-                        createdAt: Timestamp(millisecondsSinceEpoch: s.int64(7)))
+                    if leasedMessages.contains(rowID) || unreadable[rowID] != nil { continue }
+                    guard let message = readMessage(s) else {
+                        unreadable[rowID] = unreadableRow(s)
+                        continue
+                    }
                     leasedMessages.insert(rowID)
                     out.append(StoredMessage(token: .message(rowID), message: message, isBacklog: isBacklog))
                 }
@@ -799,16 +914,100 @@ final class BufferStore {
                 let device = s.text(5)
                 if let deviceIDs, !deviceIDs.contains(device ?? "") { continue }
                 let rowID = s.int64(0)
-                out.append(StoredMessage(token: .message(rowID), message: OutgoingMessage(
-                    id: ReadingID(high: UInt64(bitPattern: s.int64(1)), low: UInt64(bitPattern: s.int64(2))),
-                    kind: MessageKind(rawValue: UInt8(truncatingIfNeeded: s.int64(3))),
-                    topic: s.text(9) ?? "", payload: s.blob(10), deviceID: device,
-                    sequence: s.optionalInt64(6).map { UInt64(bitPattern: $0) },
-                    priority: UInt8(truncatingIfNeeded: s.int64(4)),
-                    createdAt: Timestamp(millisecondsSinceEpoch: s.int64(7))), isBacklog: false))
+                guard let message = readMessage(s) else {
+                    // Export changes nothing: the row stays, and the next lease records it as lost.
+                    config.logger?.error("a buffered message cannot be opened with the at-rest key (tampered or damaged); left out of the export",
+                                         metadata: ["path": "\(config.path)", "row_id": "\(rowID)", "device_id": "\(device ?? "-")"])
+                    continue
+                }
+                out.append(StoredMessage(token: .message(rowID), message: message, isBacklog: false))
             }
         }
         return out
+    }
+
+    // MARK: sealed rows
+
+    /// A message row (selected with `messageColumns`) as a message, its payload opened when
+    /// sealed; nil when a sealed payload does not authenticate (or no key is loaded).
+    private func readMessage(_ s: Statement) -> OutgoingMessage? {
+        let idHigh = s.int64(1), idLow = s.int64(2)
+        let topic = s.text(9) ?? ""
+        let payload: [UInt8]
+        if s.int64(12) == 1 {
+            guard let sealer, let opened = s.withBlob(10, { sealer.open($0, idHigh: idHigh, idLow: idLow, topic: topic) }) else {
+                return nil
+            }
+            payload = opened
+        } else {
+            payload = s.blob(10)
+        }
+        return OutgoingMessage(
+            id: ReadingID(high: UInt64(bitPattern: idHigh), low: UInt64(bitPattern: idLow)),
+            kind: MessageKind(rawValue: UInt8(truncatingIfNeeded: s.int64(3))),
+            topic: topic, payload: payload, deviceID: s.text(5),
+            sequence: s.optionalInt64(6).map { UInt64(bitPattern: $0) },
+            priority: UInt8(truncatingIfNeeded: s.int64(4)),
+            createdAt: Timestamp(millisecondsSinceEpoch: s.int64(7)))
+    }
+
+    /// A message row that could not be opened (see `discardUnreadable`).
+    private struct UnreadableRow {
+        var rowID: Int64
+        var size: Int64
+        var priority: UInt8
+        var kind: MessageKind
+        var deviceID: String?
+        var sequence: UInt64?
+    }
+
+    private func unreadableRow(_ s: Statement) -> UnreadableRow {
+        UnreadableRow(rowID: s.int64(0), size: s.int64(8), priority: UInt8(truncatingIfNeeded: s.int64(4)),
+                      kind: MessageKind(rawValue: UInt8(truncatingIfNeeded: s.int64(3))),
+                      deviceID: s.text(5), sequence: s.optionalInt64(6).map { UInt64(bitPattern: $0) })
+    }
+
+    /// Sealed rows whose payload did not authenticate with the right key (the key check
+    /// passed at open): changed on disk, moved between rows, or damaged. Each is deleted and
+    /// recorded as a loss (`LossReason.unreadableAtRest`, so a gap record announces it) in one
+    /// transaction, and logged as an error; it is never published. A message without a device
+    /// and sequence number (an alert, an audit event) cannot be a gap: it is logged and counted.
+    /// If the transaction fails the rows stay skipped and are tried again after a restart.
+    private func discardUnreadable() {
+        let rows = unreadable.values.sorted { $0.rowID < $1.rowID }
+        guard !rows.isEmpty else { return }
+        let now = config.clock.now()
+        for r in rows {
+            config.logger?.error("a buffered message does not open with the at-rest key (changed on disk or damaged): not published, recorded as lost",
+                                 metadata: ["path": "\(config.path)", "row_id": "\(r.rowID)", "kind": "\(r.kind.rawValue)",
+                                            "device_id": "\(r.deviceID ?? "-")", "sequence": "\(r.sequence.map(String.init) ?? "-")",
+                                            "reason": "\(LossReason.unreadableAtRest.rawValue)"])
+        }
+        let saved = acct
+        do throws(BufferError) {
+            try requireFullSync()
+            try conn.transaction { () throws(BufferError) in
+                var losses: [LostReading] = []
+                for r in rows {
+                    try conn.with("DELETE FROM messages WHERE row_id = ?1") { s throws(BufferError) in
+                        try s.bind(1, r.rowID); try s.run()
+                    }
+                    acct.bytes -= r.size
+                    acct.count -= 1
+                    decrementPriority(r.priority)
+                    if let d = r.deviceID, let q = r.sequence {
+                        losses.append(LostReading(deviceID: d, sequence: q, reason: .unreadableAtRest, at: now))
+                    }
+                }
+                try recordLossesInTransaction(losses)
+            }
+            unreadableTotal += rows.count
+            unreadable = [:]
+        } catch {
+            acct = saved
+            config.logger?.error("could not record unreadable buffered messages as lost; they stay unpublished",
+                                 metadata: ["path": "\(config.path)", "rows": "\(rows.count)", "error": "\(error)"])
+        }
     }
 
     /// Deletes every stored reading that is not in flight (optionally only of `deviceIDs`) and
@@ -904,8 +1103,11 @@ final class InstanceLock {
 
 /// FNV-1a (64-bit) over a message row's identity and content, stored with the row so salvage
 /// from a damaged file keeps only rows whose bytes are exactly what was written.
-func rowChecksum(idHigh: Int64, idLow: Int64, kind: Int64, device: String?, sequence: Int64?, createdAt: Int64,
-                 topic: String, payload: [UInt8]) -> Int64 {
+///
+/// For a sealed row it covers the stored bytes (`nonce || ciphertext || tag`) and the flag, so a
+/// damaged `sealed` column is caught too; a plaintext row's checksum is the same as in schema v1.
+func rowChecksum<P: Sequence>(idHigh: Int64, idLow: Int64, kind: Int64, device: String?, sequence: Int64?, createdAt: Int64,
+                              topic: String, payload: P, sealed: Bool) -> Int64 where P.Element == UInt8 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
         for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
@@ -913,5 +1115,6 @@ func rowChecksum(idHigh: Int64, idLow: Int64, kind: Int64, device: String?, sequ
     func mix(_ v: Int64) { withUnsafeBytes(of: v.littleEndian) { mix($0) } }
     mix(idHigh); mix(idLow); mix(kind); mix(createdAt); mix(sequence ?? -1)
     mix(device.map { Array($0.utf8) } ?? [0xFF]); mix([0]); mix(topic.utf8); mix([0]); mix(payload)
+    if sealed { mix([0x5E, 0xA1]) }
     return Int64(bitPattern: h)
 }

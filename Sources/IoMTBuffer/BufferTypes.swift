@@ -127,4 +127,7 @@ public struct PurgeOutcome: Hashable, Sendable {
 extension LossReason {
     /// Deleted by an operator (`iomt-agent buffer purge --confirm`).
     public static let purgedByOperator: LossReason = "purged-by-operator"
+    /// A sealed reading that no longer opens with the buffer's (right) at-rest key: changed on
+    /// disk, moved to another row, or damaged. It is never published (issue 8).
+    public static let unreadableAtRest: LossReason = "unreadable-at-rest"
 }

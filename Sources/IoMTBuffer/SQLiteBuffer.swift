@@ -1,3 +1,4 @@
+import Crypto
 import IoMTCore
 import Logging
 
@@ -15,6 +16,14 @@ import Logging
 /// in the same transaction, as a gap row (coalesced per device over contiguous sequence numbers
 /// with the same reason) and counted in the device's `lost_total`. Gap rows are handed out by
 /// `lease` ahead of everything else, rendered as `.gap` messages on `gapTopic`.
+///
+/// Encryption at rest (issue 8): with a `sealingKey`, every stored payload is sealed with
+/// AES-256-GCM (fresh 12-byte nonce; the reading id and the topic as associated data) on the
+/// storage thread inside the append transaction, and opened again by `lease` and `pending`.
+/// Not sealed, because they hold no patient data: the row metadata (id, kind, priority, device
+/// id, sequence number, creation time, size, topic), the gap rows and the per-device state
+/// (sequence high-water marks, loss totals, source cursors). Whoever copies the file still sees
+/// how many readings of which device were stored when (traffic analysis).
 public actor SQLiteBuffer {
     /// Priority given to rendered gap records.
     public static let gapPriority: UInt8 = 255
@@ -34,6 +43,8 @@ public actor SQLiteBuffer {
     public nonisolated let recoveredFromCorruption: String?
     /// Rows (device states, gap rows, messages) copied out of the corrupt database.
     public nonisolated let salvagedRowCount: Int
+    /// True when new payloads are sealed at rest (a `sealingKey` was given).
+    public nonisolated let isSealing: Bool
 
     /// The dedicated storage thread: every actor-isolated method (and so every SQLite call)
     /// runs there, never on the cooperative pool.
@@ -48,18 +59,29 @@ public actor SQLiteBuffer {
     /// fresh database is created; readable rows are salvaged into it row by row. The move is
     /// logged as an error and reported in `recoveredFromCorruption`.
     ///
+    /// With a `sealingKey` the key is checked BEFORE the file is opened for writing, against the
+    /// key check in the `meta` table (a known constant sealed under the key): a missing or wrong
+    /// key throws and leaves the file exactly as it was (never moved aside, nothing deleted). A new
+    /// database, or a v1 / unsealed one, gets a key check and is sealed from then on; its old
+    /// plaintext rows stay readable and are delivered as they are.
+    ///
     /// - Parameters:
-    ///   - maxBytes: limit on the logical size of stored messages (see `perRowOverhead`).
+    ///   - maxBytes: limit on the logical size of stored messages (see `perRowOverhead`; a sealed
+    ///     row also counts its 28 bytes of nonce and tag).
     ///   - onFull: what `append` does when a message does not fit.
     ///   - gatewayID, gapTopic: used to render gap records.
     ///   - clock: the time written into gap records and corrupt-file names.
+    ///   - sealingKey: the at-rest key (the agent passes `AtRestKey.subkey("buffer")`), or nil
+    ///     to store payloads in plaintext (refused when the file holds sealed rows).
     /// - Throws: `BufferError` naming the path, e.g. `.cannotOpen`, `.readOnly`, `.schemaTooNew`,
-    ///   `.cannotMoveAside`.
+    ///   `.cannotMoveAside`, `.keyRequired`, `.wrongKey`.
     public init(path: String, maxBytes: Int64, onFull: OnFullPolicy, gatewayID: String, gapTopic: String,
-                logger: Logger? = nil, clock: any WallClock = SystemWallClock()) async throws(BufferError) {
+                logger: Logger? = nil, clock: any WallClock = SystemWallClock(),
+                sealingKey: SymmetricKey? = nil) async throws(BufferError) {
         let executor = try DedicatedThreadExecutor(name: "iomt-buffer", pathForErrors: path)
         let config = BufferConfig(path: path, maxBytes: maxBytes, onFull: onFull, gatewayID: gatewayID,
-                                  gapTopic: gapTopic, logger: logger, clock: clock)
+                                  gapTopic: gapTopic, logger: logger, clock: clock,
+                                  sealer: sealingKey.map { PayloadSealer(key: $0) })
         let store: BufferStore
         do throws(BufferError) {
             store = try await executor.run { () throws(BufferError) -> BufferStore in try BufferStore.open(config) }
@@ -73,6 +95,7 @@ public actor SQLiteBuffer {
         self.maxBytes = maxBytes
         self.recoveredFromCorruption = store.recoveredFromCorruption
         self.salvagedRowCount = store.salvagedRows
+        self.isSealing = sealingKey != nil
     }
 
     deinit {
@@ -150,6 +173,13 @@ public actor SQLiteBuffer {
         try store.loadCursors()
     }
 
+    /// Message rows discarded since open because their sealed payload did not open with the
+    /// key (changed on disk or damaged); each reading among them is also a loss
+    /// (`LossReason.unreadableAtRest`).
+    public func unreadableAtRestCount() -> Int {
+        store.unreadableTotal
+    }
+
     /// Readings recorded as lost, per device, since the database was created.
     public func lostTotals() -> [String: UInt64] {
         store.lostTotals
@@ -168,13 +198,16 @@ public actor SQLiteBuffer {
     /// Up to `limit` stored message rows with a row id above `after` (the token's row id), in
     /// row order; only readings of `deviceIDs` when given. Leases nothing, changes nothing: for
     /// `buffer export`, which pages through the buffer while the forwarder keeps sending.
+    /// Sealed payloads come back opened: the export is plaintext (the operator asked for it). A
+    /// row that does not open is left out and logged (the next `lease` records it as lost).
     public func pending(after: Int64, limit: Int, deviceIDs: Set<String>? = nil) throws(BufferError) -> [StoredMessage] {
         try store.pending(after: after, limit: limit, deviceIDs: deviceIDs)
     }
 
     /// Deletes every stored reading not currently in flight (only of `deviceIDs` when given)
     /// and records each as lost with `reason` in the same transaction, so gap records announce
-    /// them. Audit events, alerts and gap records stay.
+    /// them. Audit events, alerts and gap records stay. Works on sealed rows without opening
+    /// them (it needs only the row metadata).
     public func purgeReadings(deviceIDs: Set<String>? = nil, reason: LossReason) throws(BufferError) -> PurgeOutcome {
         try store.purgeReadings(deviceIDs: deviceIDs, reason: reason)
     }

@@ -183,11 +183,18 @@ final class Statement {
     }
 
     func bind(_ index: Int32, _ value: [UInt8]) throws(BufferError) {
+        try bind(index, bytes: value)
+    }
+
+    /// Binds any contiguous bytes as a blob (SQLite copies them).
+    func bind<C: Collection>(_ index: Int32, bytes value: C) throws(BufferError) where C.Element == UInt8 {
         if value.isEmpty {
             try check(sqlite3_bind_zeroblob(raw, index, 0))
             return
         }
-        let rc = value.withUnsafeBytes { buf in
+        let rc = value.withContiguousStorageIfAvailable { buf in
+            sqlite3_bind_blob(raw, index, buf.baseAddress, Int32(buf.count), sqliteTransient)
+        } ?? Array(value).withUnsafeBytes { buf in
             sqlite3_bind_blob(raw, index, buf.baseAddress, Int32(buf.count), sqliteTransient)
         }
         try check(rc)
@@ -215,6 +222,13 @@ final class Statement {
     func text(_ column: Int32) -> String? {
         guard let p = sqlite3_column_text(raw, column) else { return nil }
         return String(cString: p)
+    }
+
+    /// Calls `body` with the column's bytes in place (valid only inside `body`).
+    func withBlob<T>(_ column: Int32, _ body: (UnsafeRawBufferPointer) -> T) -> T {
+        let count = Int(sqlite3_column_bytes(raw, column))
+        guard count > 0, let p = sqlite3_column_blob(raw, column) else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return body(UnsafeRawBufferPointer(start: p, count: count))
     }
 
     func blob(_ column: Int32) -> [UInt8] {

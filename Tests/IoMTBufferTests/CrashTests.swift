@@ -4,6 +4,8 @@ import Testing
 @testable import IoMTBuffer
 
 private let childDBVariable = "IOMT_BUFFER_CRASH_CHILD_DB"
+/// Set (to anything) when the child seals with `testKey` (issue 8).
+private let childSealedVariable = "IOMT_BUFFER_CRASH_CHILD_SEALED"
 private let batchSize: UInt64 = 25
 
 /// Crash durability with a real `kill -9`: the test binary re-executes itself running only
@@ -15,7 +17,8 @@ private let batchSize: UInt64 = 25
     @Test(.enabled(if: ProcessInfo.processInfo.environment[childDBVariable] != nil))
     func childAppendLoop() async throws {
         let path = try #require(ProcessInfo.processInfo.environment[childDBVariable])
-        let buffer = try await openBuffer(path)
+        let sealed = ProcessInfo.processInfo.environment[childSealedVariable] != nil
+        let buffer = try await openBuffer(path, key: sealed ? testKey : nil)
         var f = MessageFactory()
         var last = try await buffer.loadSequences()["dev-crash"] ?? 0
         while true {
@@ -27,20 +30,28 @@ private let batchSize: UInt64 = 25
         }
     }
 
-    @Test func killDashNineLosesNoCommittedBatch() async throws {
+    /// Also with payloads sealed at rest: sealing happens inside the same transaction, so a
+    /// kill leaves only whole batches, and every one of them still opens with the key.
+    @Test(arguments: [false, true])
+    func killDashNineLosesNoCommittedBatch(sealed: Bool) async throws {
         let dir = try TempDir(); defer { dir.remove() }
         let path = dir.path("crash.db")
         var reported: UInt64 = 0
         for round in 0..<3 {
-            let r = try await runChildAndKill(db: path, commitsBeforeKill: 30 + round * 10)
+            let r = try await runChildAndKill(db: path, sealed: sealed, commitsBeforeKill: 30 + round * 10)
             #expect(r.killedBySignal9, "child was not killed by SIGKILL: \(r.output.suffix(2_000))")
             #expect(r.lastCommitted > reported)
             reported = r.lastCommitted
 
             // Reopen (what the restarted agent does) and check.
-            let buffer = try await openBuffer(path)
+            let buffer = try await openBuffer(path, key: sealed ? testKey : nil)
             #expect(buffer.recoveredFromCorruption == nil)
             let stored = seqs(try await buffer.lease(limit: 1_000_000))
+            #expect(await buffer.unreadableAtRestCount() == 0)
+            if sealed {
+                let (rc, out) = try sh("sqlite3 '\(path)' 'SELECT sealed, count(*) FROM messages GROUP BY sealed;'")
+                #expect(rc == 0 && out.trimmingCharacters(in: .whitespacesAndNewlines) == "1|\(stored.count)", "\(out)")
+            }
             let high = stored.last ?? 0
             #expect(stored == (0..<stored.count).map { UInt64($0 + 1) })   // 1...high, no holes
             #expect(high >= reported)                       // every reported batch is durable
@@ -58,11 +69,11 @@ private struct ChildResult: Sendable {
     var output: String
 }
 
-private func runChildAndKill(db: String, commitsBeforeKill: Int) async throws -> ChildResult {
+private func runChildAndKill(db: String, sealed: Bool, commitsBeforeKill: Int) async throws -> ChildResult {
     try await withCheckedThrowingContinuation { continuation in
         // A plain thread: the blocking pipe reads must not occupy the cooperative pool.
         let thread = Thread {
-            do { continuation.resume(returning: try runChildBlocking(db: db, commitsBeforeKill: commitsBeforeKill)) }
+            do { continuation.resume(returning: try runChildBlocking(db: db, sealed: sealed, commitsBeforeKill: commitsBeforeKill)) }
             catch { continuation.resume(throwing: error) }
         }
         thread.start()
@@ -73,13 +84,14 @@ private struct ChildFailed: Error, CustomStringConvertible {
     var description: String
 }
 
-private func runChildBlocking(db: String, commitsBeforeKill: Int) throws -> ChildResult {
+private func runChildBlocking(db: String, sealed: Bool, commitsBeforeKill: Int) throws -> ChildResult {
     let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
     let p = Process()
     p.executableURL = URL(fileURLWithPath: exe)
     p.arguments = ["--testing-library", "swift-testing", "--filter", "childAppendLoop"]
     var env = ProcessInfo.processInfo.environment
     env[childDBVariable] = db
+    env[childSealedVariable] = sealed ? "1" : nil
     p.environment = env
     let pipe = Pipe()
     p.standardOutput = pipe

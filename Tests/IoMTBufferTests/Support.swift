@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import IoMTCore
 @testable import IoMTBuffer
@@ -24,10 +25,15 @@ struct FixedClock: WallClock {
 let testGateway = "gw-test"
 let gapTopic = "iomt/gw-test/gaps"
 
-func openBuffer(_ path: String, maxBytes: Int64 = 64 << 20, onFull: OnFullPolicy = .reject) async throws -> SQLiteBuffer {
+func openBuffer(_ path: String, maxBytes: Int64 = 64 << 20, onFull: OnFullPolicy = .reject,
+                key: SymmetricKey? = nil) async throws -> SQLiteBuffer {
     try await SQLiteBuffer(path: path, maxBytes: maxBytes, onFull: onFull, gatewayID: testGateway,
-                           gapTopic: gapTopic, logger: nil, clock: FixedClock())
+                           gapTopic: gapTopic, logger: nil, clock: FixedClock(), sealingKey: key)
 }
+
+/// A fixed at-rest key for tests (32 bytes), and another one.
+let testKey = SymmetricKey(data: [UInt8](repeating: 0x5A, count: 32))
+let otherKey = SymmetricKey(data: [UInt8](repeating: 0xC3, count: 32))
 
 /// Builds reading messages with distinct ids.
 struct MessageFactory {
