@@ -4,7 +4,7 @@ import Glibc
 import Musl
 #endif
 
-/// `iomt-agent bench`: runs every benchmark of BENCHMARKS.md in one process, side by side
+/// `iomt-bench`: runs every benchmark of BENCHMARKS.md in one process, side by side
 /// with its baseline, and prints a Markdown table (and writes JSON with `out`).
 public enum BenchRunner {
     public struct Options: Sendable {
@@ -28,7 +28,7 @@ public enum BenchRunner {
         let results = Results()
         results.mode = options.quick ? "quick" : "full"
         results.machine = machineDescription()
-        print("iomt-agent bench (\(results.mode)) on \(results.machine.map { "\($0.0)=\($0.1)" }.joined(separator: ", "))")
+        print("iomt-bench (\(results.mode)) on \(results.machine.map { "\($0.0)=\($0.1)" }.joined(separator: ", "))")
         guard access(siblingExecutable("raw-publisher"), X_OK) == 0 else {
             print("error: \(siblingExecutable("raw-publisher")) not found; build all targets (swift build -c release)")
             return false
