@@ -107,7 +107,7 @@ let package = Package(
                                          .product(name: "Logging", package: "swift-log")]),
         // Issue 7: the paired-device registry with patient binding and the audit log; the control
         // socket protocol between the CLI and the daemon.
-        .target(name: "IoMTRegistry", dependencies: ["IoMTCore", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "IoMTRegistry", dependencies: ["IoMTCore", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")]),
         .target(name: "IoMTControl", dependencies: ["IoMTCore", "IoMTRegistry", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "IoMTAgent",

@@ -37,6 +37,9 @@ extension Engine {
         var sessionReset = false
 
         while !stopRequested {
+            // Reloaded credentials (SIGHUP): applied here, between connections, on this thread.
+            // The next attempt goes to the same node at once, as after a lost connection.
+            if applyPendingReload() { failures = 0 }
             let broker = brokers[index]
             if !sessionReset {
                 if let error = resetOldSession(broker) {
@@ -81,6 +84,9 @@ extension Engine {
             try Engine.configure(r, config: config, userdata: Unmanaged.passUnretained(inbox).toOpaque(), cleanStart: true)
         } catch {
             return error
+        }
+        if let password = currentPassword, password != config.password {
+            _ = mosquitto_username_pw_set(r, config.username, password)  // reloaded since start
         }
         switch runConnection(r, inbox: inbox, broker: broker, resetOnly: true) {
         case .failed(let e): return e
@@ -171,7 +177,10 @@ extension Engine {
         }
 
         while true {
-            if (stopRequested || (resetOnly && connected)) && !disconnectIssued {
+            // A credential reload ends a live connection with our own DISCONNECT (0x00: the broker
+            // discards the Will); the loop thread reconnects with the new files right after.
+            // libmosquitto keeps every unacknowledged message and retransmits it (see MQTTClient).
+            if (stopRequested || (resetOnly && connected) || (!resetOnly && connected && reloadPending)) && !disconnectIssued {
                 disconnectIssued = true
                 stopDeadline = clock.now.advanced(by: .seconds(2))
                 _ = mosquitto_disconnect_v5(m, Int32(MQTT_RC_NORMAL_DISCONNECTION.rawValue), nil)
@@ -197,7 +206,7 @@ extension Engine {
                     return .failed(connectFailure(m, broker, rc, errnoValue: loopErrno, logs: logs, verifyResults: verifyResults))
                 }
                 if disconnectIssued {
-                    return .lost(nil)  // our own DISCONNECT (stop, or the end of a session reset)
+                    return .lost(nil)  // our own DISCONNECT (stop, a reload, or the end of a session reset)
                 }
                 return .lost(lostFailure(broker, rc, errnoValue: loopErrno, disconnectRC: disconnectRC))
             }
@@ -286,11 +295,11 @@ extension Engine {
     }
 
     /// Waits the full-jitter backoff delay (``backoffDelay(failures:min:max:)``). Blocks on the
-    /// wake pipe (woken by `stop()`), not a sleep loop.
+    /// wake pipe (woken by `stop()` and by a credential reload, which ends the wait), not a sleep loop.
     private func waitBackoff(failures: Int) {
         let delay = backoffDelay(failures: failures, min: config.reconnectMinDelay, max: config.reconnectMaxDelay)
         let deadline = ContinuousClock.now.advanced(by: delay)
-        while !stopRequested {
+        while !stopRequested && !reloadPending {
             let left = deadline - ContinuousClock.now
             let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
             if ms <= 0 { return }

@@ -1,0 +1,169 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import IoMTTestSupport
+@testable import IoMTUplink
+import Testing
+
+/// A second client identity for the reload tests: key and certificate (CN `iomt-test-client-b`)
+/// signed by the PKI's OTHER CA, so a broker can be told to trust B and not A.
+func makeClientB(_ pki: TestPKI) throws -> (cert: String, key: String) {
+    func ossl(_ args: [String]) throws {
+        let r = try ChildProcess.runBlocking(["openssl"] + args)
+        guard r.status == 0 else { throw TestSupportError("openssl \(args.joined(separator: " ")): \(r.output)") }
+    }
+    let d = pki.dir
+    try ossl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+              "-keyout", d.file("client-b.key"), "-out", d.file("client-b.csr"), "-subj", "/CN=iomt-test-client-b"])
+    try ossl(["x509", "-req", "-in", d.file("client-b.csr"), "-CA", pki.otherCACert, "-CAkey", d.file("other-ca.key"),
+              "-CAcreateserial", "-out", d.file("client-b.crt"), "-days", "365", "-extfile", d.file("client.ext")])
+    chmod(d.file("client-b.key"), 0o600)
+    return (d.file("client-b.crt"), d.file("client-b.key"))
+}
+
+/// Copies `from` over `to` (content only; `to` keeps its mode).
+func replaceContents(of to: String, with from: String) throws {
+    let r = try ChildProcess.runBlocking(["cp", from, to])
+    guard r.status == 0 else { throw TestSupportError("cp \(from) \(to): \(r.output)") }
+}
+
+/// `MQTTClient.reloadCredentials` against a real mosquitto with `require_certificate true` and
+/// `use_identity_as_username true`, so the broker log names the certificate each connection used.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct TLSReloadTests {
+    struct Setup {
+        let pki: TestPKI
+        let broker: MosquittoBroker
+        let url: String
+        /// The files the client is configured with (copies it owns, 0600 key).
+        let cert: String
+        let key: String
+        let b: (cert: String, key: String)
+    }
+
+    /// Broker trusting both client CAs (its CA file is a bundle the test can rewrite).
+    func setup() async throws -> Setup {
+        let pki = try TestPKI()
+        let b = try makeClientB(pki)
+        let bundle = pki.dir.file("client-cas.pem")
+        let r = try ChildProcess.runBlocking(["sh", "-c", "cat '\(pki.caCert)' '\(pki.otherCACert)' > '\(bundle)'"])
+        #expect(r.status == 0)
+        let broker = try await MosquittoBroker.start(BrokerOptions(
+            tls: BrokerTLS(caFile: bundle, certFile: pki.serverCert, keyFile: pki.serverKey, requireCertificate: true),
+            extraConfig: ["use_identity_as_username true"]))
+        try replaceContents(of: pki.dir.file("in-use.crt"), with: pki.clientCert)
+        try replaceContents(of: pki.dir.file("in-use.key"), with: pki.clientKey)
+        chmod(pki.dir.file("in-use.key"), 0o600)
+        return Setup(pki: pki, broker: broker, url: try #require(broker.tlsURL()),
+                     cert: pki.dir.file("in-use.crt"), key: pki.dir.file("in-use.key"), b: b)
+    }
+
+    func tlsConfig(_ s: Setup) throws -> UplinkConfig {
+        var c = try config([s.url])
+        c.caFile = s.pki.caCert
+        c.certFile = s.cert
+        c.keyFile = s.key
+        return c
+    }
+
+    @Test func reloadReconnectsWithTheNewCertificateAndLosesNoQueuedMessage() async throws {
+        let s = try await setup()
+        defer { s.broker.killNow() }
+        try await withClient(tlsConfig(s)) { client, rec in
+            #expect(await rec.wait { connectedCount($0) == 1 })
+            #expect(s.broker.log.contains("u'iomt-test-client'"), "connected with certificate A")
+            var mids: [Int32] = []
+            for i in 0..<50 { mids.append(try client.publish(topic: "iomt/reload", payload: [UInt8(i)], qos: .exactlyOnce)) }
+            try replaceContents(of: s.cert, with: s.b.cert)
+            try replaceContents(of: s.key, with: s.b.key)
+            try client.reloadTLS()
+            // Published while the reload disconnects and reconnects: queued, then sent.
+            for i in 50..<100 { mids.append(try client.publish(topic: "iomt/reload", payload: [UInt8(i)], qos: .exactlyOnce)) }
+            #expect(await rec.wait { connectedCount($0) == 2 })
+            let all = Set(mids)
+            #expect(await rec.wait { acked($0).isSuperset(of: all) }, "every message acknowledged after the reload")
+            #expect(s.broker.log.contains("u'iomt-test-client-b'"), "reconnected with certificate B:\n\(s.broker.log.suffix(1500))")
+            #expect(rec.events.value.contains(.disconnected(error: nil)), "the reload's own clean DISCONNECT")
+            #expect(rec.failures.isEmpty)
+        }
+        await s.broker.stop()
+    }
+
+    @Test func brokenKeyIsRefusedAndTheConnectionKeepsWorking() async throws {
+        let s = try await setup()
+        defer { s.broker.killNow() }
+        try await withClient(tlsConfig(s)) { client, rec in
+            #expect(await rec.wait { connectedCount($0) == 1 })
+            try s.pki.dir.write("in-use.key", "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+            let refused = #expect(throws: UplinkError.self) { try client.reloadTLS() }
+            guard case .tlsFilesRefused(let detail)? = refused else { Issue.record("\(String(describing: refused))"); return }
+            #expect(detail.contains(s.key) && detail.contains("does not load"), "\(detail)")
+            // A key matching another certificate is refused as well.
+            try replaceContents(of: s.key, with: s.b.key)
+            let mismatch = #expect(throws: UplinkError.self) { try client.reloadTLS() }
+            guard case .tlsFilesRefused(let detail)? = mismatch else { Issue.record("\(String(describing: mismatch))"); return }
+            #expect(detail.contains("does not match"), "\(detail)")
+            let mid = try client.publish(topic: "iomt/reload", payload: [1], qos: .atLeastOnce)
+            #expect(await rec.wait { acked($0).contains(mid) })
+            #expect(rec.connectedCount() == 1, "no reconnect happened")
+            #expect(!rec.events.value.contains { if case .disconnected = $0 { return true }; return false })
+        }
+        await s.broker.stop()
+    }
+
+    @Test func keyWithLoosePermissionsOrMissingFileIsRefusedNamingTheFix() async throws {
+        let s = try await setup()
+        defer { s.broker.killNow() }
+        let client = try MQTTClient(config: tlsConfig(s))
+        chmod(s.key, 0o644)
+        let loose = #expect(throws: UplinkError.self) { try client.reloadTLS() }
+        guard case .tlsFilesRefused(let detail)? = loose else { Issue.record("\(String(describing: loose))"); return }
+        #expect(detail.contains("chmod 600 \(s.key)") && detail.contains("644"), "\(detail)")
+        chmod(s.key, 0o600)
+        unlink(s.cert)
+        let missing = #expect(throws: UplinkError.self) { try client.reloadTLS() }
+        guard case .tlsFilesRefused(let detail)? = missing else { Issue.record("\(String(describing: missing))"); return }
+        #expect(detail.contains("certificate file \(s.cert)") && detail.contains("No such file"), "\(detail)")
+        #expect(UplinkError.tlsFilesRefused(detail: "x").description.contains("previous TLS settings stay in use"))
+        await client.stop()
+        await s.broker.stop()
+    }
+
+    @Test func reloadWhileRefusedByTheBrokerConnectsWithTheNewCertificate() async throws {
+        let s = try await setup()
+        defer { s.broker.killNow() }
+        var c = try tlsConfig(s)
+        c.reconnectMinDelay = .seconds(5)  // a retry on its own would come too late for the wait below
+        c.reconnectMaxDelay = .seconds(5)
+        // The broker now trusts only B's CA: A is refused.
+        try replaceContents(of: s.pki.dir.file("client-cas.pem"), with: s.pki.otherCACert)
+        try await s.broker.restart()
+        try await withClient(c) { client, rec in
+            #expect(await rec.wait { !failures($0).isEmpty })
+            let queued = try client.publish(topic: "iomt/reload", payload: [7], qos: .exactlyOnce)
+            try replaceContents(of: s.cert, with: s.b.cert)
+            try replaceContents(of: s.key, with: s.b.key)
+            let before = ContinuousClock.now
+            try client.reloadTLS()
+            // The reload ends the 5 s backoff wait at once.
+            #expect(await rec.wait(.seconds(4)) { connectedCount($0) == 1 })
+            #expect(ContinuousClock.now - before < .seconds(4))
+            #expect(await rec.wait { acked($0).contains(queued) })
+        }
+        await s.broker.stop()
+    }
+
+    @Test func passwordReloadAppliesToTheNextConnection() async throws {
+        let broker = try await MosquittoBroker.start(BrokerOptions(users: ["hub": "new-secret"], allowAnonymous: false))
+        defer { broker.killNow() }
+        var c = try config([broker.url])
+        c.username = "hub"
+        c.password = "old-secret"
+        try await withClient(c) { client, rec in
+            #expect(await rec.wait { failures($0).contains { if case .badCredentials = $0 { return true }; return false } })
+            try client.reloadCredentials(password: "new-secret")
+            #expect(await rec.wait { connectedCount($0) == 1 })
+        }
+        await broker.stop()
+    }
+}
