@@ -83,7 +83,14 @@ enum OpenSSL {
         if let keyFile {
             let use = fn(usePrivateKeyFile, (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, Int32) -> Int32).self)
             // SSL_FILETYPE_PEM = 1
-            if use(ctx, keyFile, 1) != 1 { return "key file \(keyFile) does not load as a PEM private key: \(drainErrors())" }
+            if use(ctx, keyFile, 1) != 1 {
+                // OpenSSL 3 compares the key with the certificate already here ("key values mismatch").
+                let errors = drainErrors()
+                if errors.contains("mismatch") {
+                    return "key file \(keyFile) does not match the certificate \(certFile ?? "-"): \(errors)"
+                }
+                return "key file \(keyFile) does not load as a PEM private key: \(errors)"
+            }
             let check = fn(checkPrivateKey, (@convention(c) (UnsafeMutableRawPointer?) -> Int32).self)
             if certFile != nil, check(ctx) != 1 {
                 return "key file \(keyFile) does not match the certificate \(certFile ?? "-"): \(drainErrors())"
