@@ -185,4 +185,34 @@ struct TLSReloadTests {
         }
         await broker.stop()
     }
+
+    /// Minimum TLS 1.2 (`tls_version tlsv1.2`): a server that speaks only TLS 1.1 is refused.
+    /// mosquitto 2.0.11 cannot be limited to 1.1 (its `tls_version` is a minimum), so the
+    /// server is `openssl s_server -tls1_1` with `@SECLEVEL=0` (OpenSSL 3 refuses TLS 1.1 at
+    /// its default level); the test also proves that it does complete a TLS 1.1 handshake.
+    @Test func aTLS11OnlyServerIsRefused() async throws {
+        let pki = try TestPKI()
+        let port = try freeLoopbackPort()
+        let server = try ChildProcess(["openssl", "s_server", "-accept", "127.0.0.1:\(port)", "-tls1_1",
+                                       "-cipher", "DEFAULT:@SECLEVEL=0", "-www", "-cert", pki.serverCert, "-key", pki.serverKey])
+        defer { server.signal(SIGKILL) }
+        #expect(await server.output.wait(timeout: .seconds(10)) { $0.contains("ACCEPT") }, "\(server.output.value)")
+
+        var c = try config(["mqtts://localhost:\(port)"])
+        c.caFile = pki.caCert
+        var failure: UplinkError?
+        try await withClient(c) { _, rec in
+            #expect(await rec.wait { !failures($0).isEmpty })
+            #expect(rec.connectedCount() == 0)
+            failure = rec.failures.first
+        }
+        // (Probed after the client: s_server serves one connection at a time.)
+        let probe = try await ChildProcess.run(["sh", "-c", "echo | openssl s_client -connect 127.0.0.1:\(port) -tls1_1 -cipher 'DEFAULT:@SECLEVEL=0' 2>&1"])
+        #expect(probe.output.contains("Protocol  : TLSv1.1"), "the server speaks TLS 1.1: \(probe.output.suffix(800))")
+        guard case .tls(_, let detail)? = failure else {
+            Issue.record("expected a TLS failure, got \(String(describing: failure))")
+            return
+        }
+        #expect(detail.contains("unsupported protocol") || detail.contains("version"), "\(detail)")
+    }
 }
