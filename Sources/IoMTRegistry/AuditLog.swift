@@ -175,7 +175,7 @@ public final class AuditLog: Sendable {
             throw .sealed(path: path, detail: "the audit log has sealed lines and no at-rest key is configured (security.key_file or the systemd credential state-key)")
         }
         if AuditLog.unseal(lines[last], path: path, lineNumber: last + 1, key: key) == nil {
-            throw .sealed(path: path, detail: "the audit log's sealed lines cannot be opened: wrong at-rest key (security.key_file) or a damaged file")
+            throw .sealed(path: path, detail: "the audit log's sealed lines cannot be opened: wrong key (the at-rest key, security.key_file) or a damaged file")
         }
     }
 
@@ -266,7 +266,7 @@ public final class AuditLog: Sendable {
             }
         }
         if sealedLines > 0 && opened == 0 {
-            throw .sealed(path: path, detail: "none of the audit log's \(sealedLines) sealed lines opens: wrong at-rest key (security.key_file) or a damaged file")
+            throw .sealed(path: path, detail: "none of the audit log's \(sealedLines) sealed lines opens: wrong key (the at-rest key, security.key_file) or a damaged file")
         }
         return (events, bad)
     }

@@ -193,7 +193,7 @@ public final class DeviceRegistry: Sendable {
             }
             guard let opened = AtRestSealing.open(raw.dropFirst(AtRestSealing.registryMagic.count), key: key,
                                                   associatedData: AtRestSealing.registryAssociatedData(path: path)) else {
-                throw .sealed(path: path, detail: "the device registry cannot be opened: wrong at-rest key (security.key_file) or a damaged file")
+                throw .sealed(path: path, detail: "the device registry cannot be opened: wrong key (the at-rest key, security.key_file) or a damaged file")
             }
             bytes = opened
         }

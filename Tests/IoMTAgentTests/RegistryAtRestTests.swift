@@ -60,8 +60,8 @@ struct RegistryAtRestTests {
         try registry.add(device())
         let before = try bytes(registry.path)
 
-        for (sealingKey, why) in [(other.subkey("registry"), "wrong at-rest key"), (nil, "no at-rest key is configured"),
-                                  (k.subkey("audit"), "wrong at-rest key")] {
+        for (sealingKey, why) in [(other.subkey("registry"), "wrong key"), (nil, "no at-rest key is configured"),
+                                  (k.subkey("audit"), "wrong key")] {
             let error = #expect(throws: RegistryError.self) {
                 try DeviceRegistry(stateDir: dir.file("state"), sealingKey: sealingKey)
             }
@@ -123,7 +123,7 @@ struct RegistryAtRestTests {
         // Every sealed line out of place: indistinguishable from the wrong key, and said so.
         try dir.write("state/audit.jsonl", [lines[0], lines[2], lines[1]].joined(separator: "\n") + "\n")
         let swapped = #expect(throws: RegistryError.self) { try log.read() }
-        #expect(swapped?.description.contains("wrong at-rest key") == true)
+        #expect(swapped?.description.contains("wrong key") == true)
     }
 
     @Test func auditLogWithTheWrongKeyIsRefusedAndLeftUnchanged() throws {
@@ -136,7 +136,7 @@ struct RegistryAtRestTests {
         let before = try bytes(log.path)
         let wrong = AuditLog(stateDir: dir.file("state"), gatewayID: "rest", sealingKey: try key(dir, byte: "c3").subkey("audit"))
         let none = AuditLog(stateDir: dir.file("state"), gatewayID: "rest")
-        for (candidate, why) in [(wrong, "wrong at-rest key"), (none, "no at-rest key is configured")] {
+        for (candidate, why) in [(wrong, "wrong key"), (none, "no at-rest key is configured")] {
             let checked = #expect(throws: RegistryError.self) { try candidate.checkKey() }
             guard case .sealed(let path, let detail)? = checked else { Issue.record("\(String(describing: checked))"); continue }
             #expect(path == log.path && detail.contains(why), "\(detail)")
@@ -185,7 +185,7 @@ struct RegistryAtRestTests {
         let refused = try await ChildProcess.run([agentBinary, "assign", "ox-9", "--patient", Self.otherPatient,
                                                   "--config", dir.file("agent.yaml")], timeout: .seconds(60))
         #expect(refused.status != 0)
-        #expect(refused.output.contains("registry.json") && refused.output.contains("wrong at-rest key"), "\(refused.output)")
+        #expect(refused.output.contains("registry.json") && refused.output.contains("wrong key"), "\(refused.output)")
         #expect(try bytes(dir.file("state/registry.json")) == before)
     }
 }
