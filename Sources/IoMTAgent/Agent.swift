@@ -274,7 +274,8 @@ public struct Agent: Service {
             if let keyFile = b.clientCertificate?.keyFile { _ = try SecretFile.read(keyFile, maxBytes: 1 << 20) }
             try client.reloadCredentials(password: password)
             var reloaded: [String] = []
-            if tls { reloaded += ["ca_file", b.clientCertificate == nil ? nil : "client_certificate"].compactMap { $0 } }
+            if tls { reloaded.append("ca_file") }
+            if tls && b.clientCertificate != nil { reloaded.append("client_certificate") }
             if b.passwordFile != nil { reloaded.append("password_file") }
             logger.info("SIGHUP: broker credentials reloaded; reconnecting with them",
                         metadata: ["reloaded": "\(reloaded.joined(separator: ","))"])

@@ -75,6 +75,46 @@ struct RegistryAtRestTests {
         #expect(try DeviceRegistry(stateDir: dir.file("state"), sealingKey: k.subkey("registry")).list() == [device()])
     }
 
+    @Test func damagedSealedRegistryIsRefusedAndNeitherMovedNorRewritten() throws {
+        let dir = try TempDir()
+        let k = try key(dir, byte: "5a")
+        let registry = try DeviceRegistry(stateDir: dir.file("state"), sealingKey: k.subkey("registry"))
+        try registry.add(device())
+        var raw = try bytes(registry.path)
+        raw[raw.count - 5] ^= 0x01  // one bit of the ciphertext or tag
+        try Data(raw).write(to: URL(fileURLWithPath: registry.path))
+        let truncated = Array(raw.prefix(20))  // magic and part of the nonce only
+        for content in [raw, truncated] {
+            try Data(content).write(to: URL(fileURLWithPath: registry.path))
+            let error = #expect(throws: RegistryError.self) {
+                try DeviceRegistry(stateDir: dir.file("state"), sealingKey: k.subkey("registry"))
+            }
+            #expect(error?.description.contains("damaged file") == true, "\(String(describing: error))")
+            #expect(try bytes(registry.path) == content)
+        }
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.file("state"))
+        #expect(!names.contains { $0.contains("corrupt") }, "\(names)")
+    }
+
+    @Test func aSealedAppendAfterATornLastLineStartsItsOwnLineAndOpens() throws {
+        let dir = try TempDir()
+        try FileManager.default.createDirectory(atPath: dir.file("state"), withIntermediateDirectories: true)
+        let k = try key(dir, byte: "5a")
+        let log = AuditLog(stateDir: dir.file("state"), gatewayID: "rest", sealingKey: k.subkey("audit"))
+        let first = log.event(.assign, deviceID: "ox-1", patientBefore: nil, patientAfter: Self.patient, actor: .local())
+        try log.append(first)
+        // A crash in the middle of the next append left half a line without its newline.
+        let handle = try #require(FileHandle(forWritingAtPath: log.path))
+        handle.seekToEndOfFile()
+        handle.write(Data("sealed1:AAAA".utf8))
+        handle.closeFile()
+        let second = log.event(.discharge, deviceID: "ox-1", patientBefore: Self.patient, patientAfter: nil, actor: .local())
+        try log.append(second)
+        let read = try log.read()
+        #expect(read.events == [first, second])
+        #expect(read.unreadable == [2], "the torn line is reported, the new one is line 3")
+    }
+
     @Test func plaintextRegistryFromBeforeIsReadAndSealedWhenOpenedWithTheKey() throws {
         let dir = try TempDir()
         let plain = try DeviceRegistry(stateDir: dir.file("state"))
