@@ -178,9 +178,10 @@ final class Engine: @unchecked Sendable {
     }
 
     /// Caller side of a reload: records it and wakes the loop thread's backoff wait. The loop
-    /// thread applies it (``applyPendingReload()``) between connections: if connected, it first
-    /// sends DISCONNECT (0x00, so the broker drops the Will) within one `mosquitto_loop` turn
-    /// (at most 1 s, sooner with traffic).
+    /// thread applies it (``applyPendingReload()``) between connections. If connected, it sees
+    /// the request after its current `mosquitto_loop` turn (at most 1 s, sooner with traffic),
+    /// stops handing outbox messages to libmosquitto, lets those in flight be acknowledged (at
+    /// most 3 s) and sends DISCONNECT (0x00, so the broker drops the Will); see `runConnection`.
     func requestReload(password: String?) throws(UplinkError) {
         let running = state.withLock { s -> Bool in
             guard !s.stopRequested else { return false }

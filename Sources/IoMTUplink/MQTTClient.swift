@@ -154,9 +154,9 @@ public final class MQTTClient: Sendable {
 
     /// Reloads the broker credentials without losing anything queued (the agent calls it on
     /// SIGHUP): re-reads the configured CA, certificate and key files (same paths) and, when
-    /// `password` is given, replaces the password; then the loop thread ends the current
-    /// connection with a normal DISCONNECT (0x00: the broker discards the Will) and reconnects
-    /// at once with the new settings, on the SAME libmosquitto instance and session, so every
+    /// `password` is given, replaces the password; then the loop thread lets the outbox messages
+    /// in flight be acknowledged (new ones wait; at most 3 s), ends the connection with a normal
+    /// DISCONNECT (0x00: the broker discards the Will) and reconnects at once with the new settings, on the SAME libmosquitto instance and session, so every
     /// unacknowledged QoS 1/2 message is retransmitted after the CONNACK (lib/messages_mosq.c
     /// `message__reconnect_reset`, as for any reconnect) and the outbox queue is untouched.
     /// Not connected (e.g. the broker refuses the old certificate): the backoff wait ends and
