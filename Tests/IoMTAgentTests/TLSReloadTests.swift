@@ -139,4 +139,53 @@ struct AgentTLSReloadTests {
         agent.signal(SIGTERM)
         #expect(await agent.waitForExit(timeout: .seconds(20)))
     }
+
+    /// The password file is reloaded too: the broker's password changes (the broker restarts
+    /// with it) and refuses the agent; the new password written to the file plus SIGHUP lets it
+    /// in, and every reading buffered meanwhile arrives.
+    @Test func sighupReloadsThePasswordFile() async throws {
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start(BrokerOptions(persistence: true, users: ["hub": "old-secret"], allowAnonymous: false))
+        defer { broker.killNow() }
+        let subscriber = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "iomt/reload/readings/#",
+                                                            username: "hub", password: "old-secret",
+                                                            clientID: "reload-pw-sub", persistentSession: true, qos: 2)
+        defer { subscriber.stop() }
+        try dir.write("broker.password", "old-secret\n")
+        chmod(dir.file("broker.password"), 0o600)
+        var setup = AgentSetup(gateway: "reload", stateDir: dir.file("state"), brokerURL: broker.url)
+        setup.qos = 2
+        setup.extraBroker = ["username: hub", "password_file: \(dir.file("broker.password"))"]
+        setup.simulators = [Sim(id: "ox-r", patient: "P-R", rate: 20, count: Self.count)]
+        let agent = try setup.start(in: dir)
+        defer { agent.signal(SIGKILL) }
+        #expect(await subscriber.waitUntil(timeout: .seconds(20)) { readings($0).count >= 10 }, "\(agent.output.value.suffix(2000))")
+
+        // The broker's password changes; the subscriber is let in with it too (same user).
+        subscriber.stop()
+        let r = try await ChildProcess.run(["mosquitto_passwd", "-b", broker.dir.file("passwords"), "hub", "new-secret"])
+        #expect(r.status == 0, "\(r.output)")
+        try await broker.restart()
+        #expect(await agent.output.wait(timeout: .seconds(15)) { $0.contains("cannot connect to the broker") },
+                "the old password is refused: \(agent.output.value.suffix(1500))")
+        let after = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "iomt/reload/readings/#",
+                                                       username: "hub", password: "new-secret",
+                                                       clientID: "reload-pw-sub", persistentSession: true, qos: 2)
+        defer { after.stop() }
+        try dir.write("broker.password", "new-secret\n")
+        agent.signal(SIGHUP)
+        #expect(await agent.output.wait(timeout: .seconds(10)) { $0.contains("SIGHUP: broker credentials reloaded") },
+                "\(agent.output.value.suffix(2000))")
+        let log = agent.output.value
+        #expect(!log.contains("new-secret") && !log.contains("old-secret"), "no password in the log")
+        // Everything not delivered before the change arrives now (the first subscriber saw the rest).
+        let everything = await after.waitUntil(timeout: .seconds(40)) { m in
+            Set(readings(m).map(\.sequence)).union(Set(readings(subscriber.messages).map(\.sequence))).count >= Self.count
+        }
+        let seen = readings(subscriber.messages) + readings(after.messages)
+        #expect(everything, "\(Set(seen.map(\.sequence)).count) of \(Self.count) readings arrived")
+        expectNoLossAndRecognisableDuplicates(seen, device: "ox-r")
+        agent.signal(SIGTERM)
+        #expect(await agent.waitForExit(timeout: .seconds(20)))
+    }
 }
