@@ -215,4 +215,32 @@ struct TLSReloadTests {
         }
         #expect(detail.contains("unsupported protocol") || detail.contains("version"), "\(detail)")
     }
+
+    /// A CA removed from `caFile` is no longer trusted after a reload: the loop thread gives
+    /// libmosquitto a fresh `SSL_CTX` (on its own, libmosquitto 2.0.11 would ADD the new file to
+    /// the trust store it built at the first connect, and the old CA would still be trusted).
+    @Test func aCARemovedFromTheCAFileIsNoLongerTrustedAfterAReload() async throws {
+        let pki = try TestPKI()
+        let broker = try await MosquittoBroker.start(BrokerOptions(tls: BrokerTLS(
+            caFile: pki.caCert, certFile: pki.serverCert, keyFile: pki.serverKey)))
+        defer { broker.killNow() }
+        let trusted = pki.dir.file("trusted.pem")
+        let cat = try ChildProcess.runBlocking(["sh", "-c", "cat '\(pki.caCert)' '\(pki.otherCACert)' > '\(trusted)'"])
+        #expect(cat.status == 0)
+        var c = try config([try #require(broker.tlsURL())])
+        c.caFile = trusted
+        try await withClient(c) { client, rec in
+            #expect(await rec.wait { connectedCount($0) == 1 })
+            // The broker's CA is dropped from the bundle; only the other CA stays.
+            try replaceContents(of: trusted, with: pki.otherCACert)
+            try client.reloadTLS()
+            #expect(await rec.wait { !failures($0).isEmpty }, "the reconnect is refused")
+            #expect(rec.connectedCount() == 1)
+            guard case .tlsUnknownCA? = rec.failures.first else {
+                Issue.record("expected tlsUnknownCA, got \(rec.failures)")
+                return
+            }
+        }
+        await broker.stop()
+    }
 }
