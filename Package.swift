@@ -109,7 +109,7 @@ let package = Package(
                                          .product(name: "Logging", package: "swift-log")]),
         // Issue 7: the paired-device registry with patient binding and the audit log; the control
         // socket protocol between the CLI and the daemon.
-        .target(name: "IoMTRegistry", dependencies: ["IoMTCore", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "IoMTRegistry", dependencies: ["IoMTCore", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")]),
         .target(name: "IoMTControl", dependencies: ["IoMTCore", "IoMTRegistry", "IoMTThreads", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "IoMTAgent",
@@ -120,6 +120,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         // The benchmark (`iomt-bench`, a separate executable so the daemon carries none of it; BENCHMARKS.md): drives the real pipeline against a real

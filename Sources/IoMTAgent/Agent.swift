@@ -9,6 +9,7 @@ import IoMTSources
 import IoMTUplink
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// The gateway: sources → ingestor (durable, group commit) → buffer → forwarder → MQTT.
 ///
@@ -80,9 +81,10 @@ public struct Agent: Service {
         }
         let sequences = try await buffer.loadSequences()
 
+        // Issue 8: the registry and the audit log are sealed under the at-rest key too.
         let registry: DeviceRegistry
         do {
-            registry = try DeviceRegistry(stateDir: config.stateDir, clock: clock)
+            registry = try DeviceRegistry(stateDir: config.stateDir, clock: clock, sealingKey: atRestKey?.subkey("registry"))
         } catch {
             throw AgentError("cannot open the device registry: \(error)")
         }
@@ -128,7 +130,10 @@ public struct Agent: Service {
 
         // Issue 7: the registry binds devices to patients, the audit trail records every change,
         // and the control socket serves the CLI.
-        let audit = AuditTrail(log: AuditLog(stateDir: config.stateDir, gatewayID: config.gateway.id, clock: clock),
+        let auditLog = AuditLog(stateDir: config.stateDir, gatewayID: config.gateway.id, clock: clock,
+                                sealingKey: atRestKey?.subkey("audit"))
+        do { try auditLog.checkKey() } catch { throw AgentError("cannot open the audit log: \(error)") }
+        let audit = AuditTrail(log: auditLog,
                                buffer: buffer, topic: topics.audit, logger: logger, patientReference: patientReference,
                                onStored: { doorbell.ring() })
         if let problem = registry.recoveredFromCorruption {
@@ -151,6 +156,9 @@ public struct Agent: Service {
             logger.error("control socket not started; the CLI cannot reach this agent", metadata: ["error": "\(error)"])
         }
 
+        // SIGHUP reloads the broker credentials (TLS files, password file) without a restart;
+        // trapped before "agent starting" so a supervisor that waits for that line can send it.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         let buffered = (try? await buffer.stats().messageCount) ?? 0
         logger.info("agent starting", metadata: [
             "buffered": "\(buffered)",
@@ -162,6 +170,9 @@ public struct Agent: Service {
         let notifier = SystemdNotifier()
         notifier.notify("READY=1\nSTATUS=forwarding from \(sources.count) source(s)")
 
+        let reloads = Task {
+            for await _ in hangups { reloadCredentials(client: client) }
+        }
         let pump = Task { await forwarder.run() }
         let commits = Task { await ingestor.run() }
         let events = Task {
@@ -229,6 +240,8 @@ public struct Agent: Service {
             _ = await withTaskCancellationHandler { await drained.value } onCancel: {}
             timer.cancel()
         }
+        reloads.cancel()
+        await reloads.value
         heartbeat.cancel()
         await heartbeat.value
         watchdog.cancel()
@@ -246,6 +259,33 @@ public struct Agent: Service {
         let left = (try? await buffer.stats().messageCount) ?? -1
         await buffer.close()
         logger.info("agent stopped", metadata: ["still_buffered": "\(left)"])
+    }
+
+    /// SIGHUP: re-reads the password file (if configured) and the TLS files, then reconnects
+    /// with them (``MQTTClient/reloadCredentials(password:)``; nothing buffered or in flight is
+    /// lost). All or nothing: any file refused leaves the running connection and the previous
+    /// credentials in place. One info line per reload, an error line when refused; never a secret.
+    func reloadCredentials(client: MQTTClient) {
+        let b = config.broker
+        let tls = b.endpoints.first?.tls == true
+        guard tls || b.passwordFile != nil else {
+            logger.info("SIGHUP: nothing to reload (no TLS and no password file configured)")
+            return
+        }
+        do {
+            let password = try b.passwordFile.map { path throws(AgentError) in try SecretFile.read(path) }
+            if let keyFile = b.clientCertificate?.keyFile { _ = try SecretFile.read(keyFile, maxBytes: 1 << 20) }
+            try client.reloadCredentials(password: password)
+            var reloaded: [String] = []
+            if tls { reloaded.append("ca_file") }
+            if tls && b.clientCertificate != nil { reloaded.append("client_certificate") }
+            if b.passwordFile != nil { reloaded.append("password_file") }
+            logger.info("SIGHUP: broker credentials reloaded; reconnecting with them",
+                        metadata: ["reloaded": "\(reloaded.joined(separator: ","))"])
+        } catch {
+            logger.error("SIGHUP: broker credentials NOT reloaded; the previous ones stay in use",
+                         metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: - Wiring

@@ -115,12 +115,14 @@ public final class StandaloneControl: Sendable {
             onFull: config.buffer.onFull == .dropOldest ? .dropOldest : .reject,
             gatewayID: config.gateway.id, gapTopic: topics.gaps, logger: logger,
             sealingKey: atRestKey?.subkey("buffer"))
-        let registry = try DeviceRegistry(stateDir: config.stateDir)
+        let registry = try DeviceRegistry(stateDir: config.stateDir, sealingKey: atRestKey?.subkey("registry"))
         // The broker copy of audit events names patients as the daemon would (pseudonyms when configured).
         let patientReference = try config.output.patientPseudonymKeyFile.map { path throws(AgentError) in
             try PatientReference(keyFile: path)
         } ?? .identity
-        let audit = AuditTrail(log: AuditLog(stateDir: config.stateDir, gatewayID: config.gateway.id),
+        let auditLog = AuditLog(stateDir: config.stateDir, gatewayID: config.gateway.id, sealingKey: atRestKey?.subkey("audit"))
+        try auditLog.checkKey()
+        let audit = AuditTrail(log: auditLog,
                                buffer: buffer, topic: topics.audit, logger: logger, patientReference: patientReference)
         let agent = Agent(config: config, logger: logger)
         service = ControlService(config: config, buffer: buffer, registry: registry, audit: audit,

@@ -1,3 +1,4 @@
+import Crypto
 import IoMTCore
 import Synchronization
 
@@ -90,6 +91,9 @@ public enum RegistryError: Error, Hashable, Sendable, CustomStringConvertible {
     case invalidEntry(field: String, detail: String)
     case unknownDevice(String)
     case invalidValue(field: String, detail: String)
+    /// A sealed file (issue 8) that cannot be opened: no at-rest key configured, the wrong key,
+    /// or a damaged file. Nothing was changed or deleted.
+    case sealed(path: String, detail: String)
 
     public var description: String {
         switch self {
@@ -98,6 +102,7 @@ public enum RegistryError: Error, Hashable, Sendable, CustomStringConvertible {
         case let .invalidEntry(field, detail): "registry entry: \(field): \(detail)"
         case .unknownDevice(let id): "no device \(id) in the registry"
         case let .invalidValue(field, detail): "\(field): \(detail)"
+        case let .sealed(path, detail): "\(path): \(detail); nothing was changed or deleted"
         }
     }
 }
@@ -111,16 +116,27 @@ public enum RegistryError: Error, Hashable, Sendable, CustomStringConvertible {
 /// that cannot be read as a registry is moved aside (`registry.json.corrupt-<time>`) and an
 /// empty registry started; `recoveredFromCorruption` says so, and the daemon logs and audits
 /// it. A registry is never reset silently.
+///
+/// At rest (issue 8): with a `sealingKey` (the agent passes `AtRestKey.subkey("registry")`) the
+/// whole file is sealed with AES-256-GCM: `IOMTREG1` then nonce || ciphertext || tag, the file
+/// name as associated data. A plaintext registry from before is read and sealed right away (at
+/// open, under the lock). A sealed file without a key, or with the wrong one, is an error naming
+/// the file (``RegistryError/sealed(path:detail:)``); it is never moved aside or overwritten.
 public final class DeviceRegistry: Sendable {
     public static let schema = "iomt-registry/1"
     public let path: String
     public let recoveredFromCorruption: RegistryError?
     private let lockPath: String
     private let cache: Mutex<[RegisteredDevice]>
+    private let sealingKey: SymmetricKey?
 
-    public init(stateDir: String, clock: any WallClock = SystemWallClock()) throws(RegistryError) {
+    /// Whether the file on disk is sealed (always after opening with a key).
+    public var isSealed: Bool { sealingKey != nil }
+
+    public init(stateDir: String, clock: any WallClock = SystemWallClock(), sealingKey: SymmetricKey? = nil) throws(RegistryError) {
         path = stateDir + "/registry.json"
         lockPath = path + ".lock"
+        self.sealingKey = sealingKey
         do {
             try Files.makeDirectories(stateDir)
         } catch {
@@ -132,7 +148,13 @@ public final class DeviceRegistry: Sendable {
         do {
             devices = try Files.withLock(lockPath) { () throws(RegistryError) -> [RegisteredDevice] in
                 do throws(RegistryError) {
-                    return try DeviceRegistry.load(path)
+                    let (list, plaintext) = try DeviceRegistry.load(path, key: sealingKey)
+                    if plaintext, let sealingKey {
+                        // Migration: a registry written before the key was configured.
+                        let bytes = try DeviceRegistry.sealed(DeviceRegistry.render(list), path: path, key: sealingKey)
+                        do throws(FileError) { try Files.writeAtomically(path, bytes) } catch { throw .io(error) }
+                    }
+                    return list
                 } catch {
                     guard case let .invalidEntry(field, detail) = error else { throw error }
                     let stamp = clock.now().rfc3339.filter { $0 != "-" && $0 != ":" }
@@ -154,10 +176,35 @@ public final class DeviceRegistry: Sendable {
     }
 
     /// Reads the file; an absent file is an empty registry. A `.tmp` left by a crash is ignored.
-    static func load(_ path: String) throws(RegistryError) -> [RegisteredDevice] {
-        let bytes: [UInt8]?
-        do { bytes = try Files.read(path) } catch { throw .io(error) }
-        guard let bytes else { return [] }
+    /// `plaintext`: the file exists and is not sealed.
+    static func load(_ path: String, key: SymmetricKey?) throws(RegistryError) -> (devices: [RegisteredDevice], plaintext: Bool) {
+        let raw: [UInt8]?
+        do { raw = try Files.read(path) } catch { throw .io(error) }
+        guard let raw else { return ([], false) }
+        var bytes = raw
+        let plaintext = !raw.starts(with: AtRestSealing.registryMagic)
+        if !plaintext {
+            guard let key else {
+                throw .sealed(path: path, detail: "the device registry is sealed and no at-rest key is configured (security.key_file or the systemd credential state-key)")
+            }
+            guard let opened = AtRestSealing.open(raw.dropFirst(AtRestSealing.registryMagic.count), key: key,
+                                                  associatedData: AtRestSealing.registryAssociatedData(path: path)) else {
+                throw .sealed(path: path, detail: "the device registry cannot be opened: wrong key (the at-rest key, security.key_file) or a damaged file")
+            }
+            bytes = opened
+        }
+        return (try parse(bytes), plaintext)
+    }
+
+    /// The file content for `render(_:)` output: sealed under `key`.
+    static func sealed(_ plain: [UInt8], path: String, key: SymmetricKey) throws(RegistryError) -> [UInt8] {
+        guard let box = AtRestSealing.seal(plain, key: key, associatedData: AtRestSealing.registryAssociatedData(path: path)) else {
+            throw .sealed(path: path, detail: "sealing the device registry failed")
+        }
+        return AtRestSealing.registryMagic + box
+    }
+
+    static func parse(_ bytes: [UInt8]) throws(RegistryError) -> [RegisteredDevice] {
         let doc: JSONValue
         do { doc = try JSONValue.parse(bytes) } catch { throw .invalidEntry(field: "(file)", detail: "\(error)") }
         guard doc["schema"]?.stringValue == schema else {
@@ -199,9 +246,10 @@ public final class DeviceRegistry: Sendable {
     /// Re-reads the file (after another process changed it).
     public func reload() throws(RegistryError) {
         let path = self.path
+        let key = sealingKey
         let devices: [RegisteredDevice]
         do {
-            devices = try Files.withLock(lockPath) { () throws(RegistryError) in try DeviceRegistry.load(path) }
+            devices = try Files.withLock(lockPath) { () throws(RegistryError) in try DeviceRegistry.load(path, key: key).devices }
         } catch let e as RegistryError { throw e } catch let e as FileError { throw .io(e) } catch { throw .invalidValue(field: "registry", detail: "\(error)") }
         cache.withLock { $0 = devices }
     }
@@ -251,12 +299,15 @@ public final class DeviceRegistry: Sendable {
 
     private func mutate(_ change: (inout [RegisteredDevice]) -> Void) throws(RegistryError) {
         let path = self.path
+        let key = sealingKey
         do {
             try Files.withLock(lockPath) { () throws(RegistryError) in
-                var list = try DeviceRegistry.load(path)
+                var list = try DeviceRegistry.load(path, key: key).devices
                 change(&list)
                 list.sort { $0.id < $1.id }
-                do throws(FileError) { try Files.writeAtomically(path, DeviceRegistry.render(list)) } catch { throw .io(error) }
+                var bytes = DeviceRegistry.render(list)
+                if let key { bytes = try DeviceRegistry.sealed(bytes, path: path, key: key) }
+                do throws(FileError) { try Files.writeAtomically(path, bytes) } catch { throw .io(error) }
                 cache.withLock { $0 = list }
             }
         } catch let e as RegistryError { throw e } catch let e as FileError { throw .io(e) } catch { throw .invalidValue(field: "registry", detail: "\(error)") }

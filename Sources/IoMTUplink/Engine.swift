@@ -94,6 +94,15 @@ final class Engine: @unchecked Sendable {
         var exited = false
         var thread: pthread_t? = nil
         var exitWaiters: [CheckedContinuation<Void, Never>] = []
+        /// A credential reload waits for the loop thread (``requestReload(password:)``).
+        var reloadPending = false
+        /// The password to apply with the pending reload (nil: keep the current one).
+        var pendingPassword: String? = nil
+        /// The password in use (the configured one until a reload replaces it); the session
+        /// reset instance uses it too.
+        var password: String? = nil
+        /// Address of the `SSL_CTX` this engine installed in `mosq` (0: libmosquitto's own).
+        var sslContext: Int = 0
     }
 
     let config: UplinkConfig
@@ -136,10 +145,76 @@ final class Engine: @unchecked Sendable {
             close(fds[1])
             throw error
         }
+        state.withLock { $0.password = config.password }
+        installFreshSSLContext()
     }
 
+    /// Whether this libmosquitto keeps an `SSL_CTX` given with `MOSQ_OPT_SSL_CTX` the way this
+    /// engine relies on: in 2.0.0 to 2.0.11 (lib/options.c `mosquitto_void_option`) it replaces
+    /// `mosq->ssl_ctx` at once, takes its own reference (`SSL_CTX_up_ref`) and, with
+    /// `ssl_ctx_defaults` (the default), `net__init_ssl_ctx` still applies the CA, certificate,
+    /// key, TLS version and verify callback to it at every connect. 2.0.12 moved it to
+    /// `user_ssl_ctx` with other ownership, so there the swap is skipped.
+    static let sslContextSwapSupported: Bool = {
+        var major: Int32 = 0, minor: Int32 = 0, revision: Int32 = 0
+        _ = mosquitto_lib_version(&major, &minor, &revision)
+        return major == 2 && minor == 0 && revision <= 11
+    }()
+
+    /// Gives `mosq` a new, empty client `SSL_CTX` and releases the previous one this engine had
+    /// installed. Why: libmosquitto creates its `SSL_CTX` once per instance and at every connect
+    /// re-reads the certificate and key into it (they replace the old ones) but ADDS the CA file
+    /// to its trust store (`SSL_CTX_load_verify_locations`): a CA removed from `caFile` would
+    /// stay trusted. A fresh context per reload makes the files on disk the whole truth.
+    /// Called in `init` and on the loop thread between connections (no `SSL*` alive in `mosq`).
+    func installFreshSSLContext() {
+        guard config.brokers.first?.tls == true, Engine.sslContextSwapSupported,
+              let ctx = OpenSSL.newClientContext() else { return }
+        let rc = mosquitto_void_option(mosq, MOSQ_OPT_SSL_CTX, ctx)
+        OpenSSL.free(ctx)  // on success libmosquitto holds its own reference; on failure this frees it
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { return }
+        let previous = state.withLock { s in defer { s.sslContext = Int(bitPattern: ctx) }; return s.sslContext }
+        if let old = UnsafeMutableRawPointer(bitPattern: previous) { OpenSSL.free(old) }  // libmosquitto's reference
+    }
+
+    /// Caller side of a reload: records it and wakes the loop thread's backoff wait. The loop
+    /// thread applies it (``applyPendingReload()``) between connections. If connected, it sees
+    /// the request after its current `mosquitto_loop` turn (at most 1 s, sooner with traffic),
+    /// stops handing outbox messages to libmosquitto, lets those in flight be acknowledged (at
+    /// most 3 s) and sends DISCONNECT (0x00, so the broker drops the Will); see `runConnection`.
+    func requestReload(password: String?) throws(UplinkError) {
+        let running = state.withLock { s -> Bool in
+            guard !s.stopRequested else { return false }
+            s.reloadPending = true
+            if let password { s.pendingPassword = password }
+            return true
+        }
+        guard running else { throw .notRunning }
+        wake()
+    }
+
+    var reloadPending: Bool { state.withLock { $0.reloadPending } }
+
+    /// Loop thread, between connections: a fresh `SSL_CTX` (so the CA, certificate and key are
+    /// read anew at the next connect) and the new password. Returns whether there was a reload.
+    func applyPendingReload() -> Bool {
+        let (pending, password) = state.withLock { s -> (Bool, String?) in
+            defer { s.reloadPending = false; s.pendingPassword = nil }
+            if s.reloadPending, let p = s.pendingPassword { s.password = p }
+            return (s.reloadPending, s.pendingPassword)
+        }
+        guard pending else { return false }
+        installFreshSSLContext()
+        if let password {
+            _ = mosquitto_username_pw_set(mosq, config.username, password)
+        }
+        return true
+    }
+
+    var currentPassword: String? { state.withLock { $0.password } }
+
     deinit {
-        mosquitto_destroy(mosq)
+        mosquitto_destroy(mosq)  // frees the SSL_CTX it holds (the one `installFreshSSLContext` gave it)
         close(wakeFD)
         close(wakeWriteFD)
     }
@@ -305,7 +380,7 @@ final class Engine: @unchecked Sendable {
         if let tid { pthread_join(tid, nil) }  // the thread has already returned: immediate
     }
 
-    private func wake() {
+    func wake() {
         var one: UInt8 = 1
         _ = write(wakeWriteFD, &one, 1)
     }

@@ -37,6 +37,9 @@ extension Engine {
         var sessionReset = false
 
         while !stopRequested {
+            // Reloaded credentials (SIGHUP): applied here, between connections, on this thread.
+            // The next attempt goes to the same node at once, as after a lost connection.
+            if applyPendingReload() { failures = 0 }
             let broker = brokers[index]
             if !sessionReset {
                 if let error = resetOldSession(broker) {
@@ -82,6 +85,9 @@ extension Engine {
         } catch {
             return error
         }
+        if let password = currentPassword, password != config.password {
+            _ = mosquitto_username_pw_set(r, config.username, password)  // reloaded since start
+        }
         switch runConnection(r, inbox: inbox, broker: broker, resetOnly: true) {
         case .failed(let e): return e
         case .lost, .stopped: return nil
@@ -111,6 +117,8 @@ extension Engine {
         let clock = ContinuousClock()
         let connectDeadline = clock.now.advanced(by: config.connectTimeout)
         var stopDeadline: ContinuousClock.Instant? = nil
+        /// Set when a credential reload waits for the in-flight messages before its DISCONNECT.
+        var drainDeadline: ContinuousClock.Instant? = nil
 
         func process(_ events: [RawEvent]) {
             // Acknowledgements of one loop turn are matched against the outbox together, and
@@ -171,10 +179,38 @@ extension Engine {
         }
 
         while true {
-            if (stopRequested || (resetOnly && connected)) && !disconnectIssued {
+            // A credential reload ends a live connection with our own DISCONNECT (0x00: the broker
+            // discards the Will); the loop thread reconnects with the new files right after.
+            // libmosquitto keeps every unacknowledged message and retransmits it (see MQTTClient).
+            if !resetOnly && connected && !disconnectIssued && drainDeadline == nil && reloadPending {
+                // Reload, step 1: hand libmosquitto nothing new and let what is in flight be
+                // acknowledged (bounded), so the DISCONNECT goes out with nothing more coming
+                // from the broker: closing a TCP socket with unread data sends RST, which
+                // makes the broker discard what it has not read yet, our DISCONNECT included
+                // (it then publishes the Will: a false "offline"; mosquitto logged
+                // "disconnected: Protocol error"). Anything left is retransmitted after the reconnect.
+                drainDeadline = clock.now.advanced(by: .seconds(3))
+                let (_, delivered) = setOutboxConnected(false)
+                if !delivered.isEmpty { emit(.delivered(tags: delivered)) }
+            }
+            let drained = drainDeadline.map { clock.now >= $0 || outbox.withLock { $0.inFlight.isEmpty } } ?? false
+            if (stopRequested || (resetOnly && connected) || drained) && !disconnectIssued {
                 disconnectIssued = true
-                stopDeadline = clock.now.advanced(by: .seconds(2))
+                let deadline = clock.now.advanced(by: .seconds(2))
+                stopDeadline = deadline
                 _ = mosquitto_disconnect_v5(m, Int32(MQTT_RC_NORMAL_DISCONNECTION.rawValue), nil)
+                // Write the DISCONNECT out BEFORE reading anything more: `mosquitto_disconnect_v5`
+                // leaves the "active" state, and libmosquitto 2.0.11 answers a PUBACK/PUBREC/PUBCOMP
+                // read after that with MOSQ_ERR_PROTOCOL (lib/handle_pubackcomp.c,
+                // lib/handle_pubrec.c) and drops the socket WITHOUT the DISCONNECT: the broker then
+                // publishes the Will (a false "offline"). Seen with acknowledgements in flight at a
+                // reload (mosquitto logged "disconnected: Protocol error"). Only writes here, waiting
+                // for the socket to be writable (no sleep); the acknowledgements not read are not
+                // lost: those messages are retransmitted after the reconnect.
+                if connected, flushDisconnect(m, until: deadline, clock: clock) {
+                    process(inbox.drain())
+                    return .lost(nil)
+                }
             }
             // mosquitto_loop blocks in select() on the socket and libmosquitto's wake-up socket
             // pair (written by publish/disconnect from other threads). The 1 s cap lets it run
@@ -197,7 +233,7 @@ extension Engine {
                     return .failed(connectFailure(m, broker, rc, errnoValue: loopErrno, logs: logs, verifyResults: verifyResults))
                 }
                 if disconnectIssued {
-                    return .lost(nil)  // our own DISCONNECT (stop, or the end of a session reset)
+                    return .lost(nil)  // our own DISCONNECT (stop, a reload, or the end of a session reset)
                 }
                 return .lost(lostFailure(broker, rc, errnoValue: loopErrno, disconnectRC: disconnectRC))
             }
@@ -209,6 +245,22 @@ extension Engine {
             if let stopDeadline, now >= stopDeadline {
                 return connected ? .lost(nil) : .stopped
             }
+        }
+    }
+
+    /// Writes what is queued (ending with our DISCONNECT, after which libmosquitto closes the
+    /// socket, lib/packet_mosq.c `packet__write`) without reading. True once the socket is closed.
+    private func flushDisconnect(_ m: OpaquePointer, until deadline: ContinuousClock.Instant, clock: ContinuousClock) -> Bool {
+        while true {
+            let rc = mosquitto_loop_write(m, 1)
+            let fd = mosquitto_socket(m)
+            if fd < 0 { return true }
+            if rc != MOSQ_ERR_SUCCESS.rawValue { return false }
+            let left = deadline - clock.now
+            let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
+            if ms <= 0 { return false }
+            var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&pfd, 1, Int32(min(ms, 1000)))
         }
     }
 
@@ -286,11 +338,11 @@ extension Engine {
     }
 
     /// Waits the full-jitter backoff delay (``backoffDelay(failures:min:max:)``). Blocks on the
-    /// wake pipe (woken by `stop()`), not a sleep loop.
+    /// wake pipe (woken by `stop()` and by a credential reload, which ends the wait), not a sleep loop.
     private func waitBackoff(failures: Int) {
         let delay = backoffDelay(failures: failures, min: config.reconnectMinDelay, max: config.reconnectMaxDelay)
         let deadline = ContinuousClock.now.advanced(by: delay)
-        while !stopRequested {
+        while !stopRequested && !reloadPending {
             let left = deadline - ContinuousClock.now
             let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
             if ms <= 0 { return }

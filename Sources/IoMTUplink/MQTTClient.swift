@@ -152,6 +152,46 @@ public final class MQTTClient: Sendable {
         engine.discardOutbox()
     }
 
+    /// Reloads the broker credentials without losing anything queued (the agent calls it on
+    /// SIGHUP): re-reads the configured CA, certificate and key files (same paths) and, when
+    /// `password` is given, replaces the password; then the loop thread lets the outbox messages
+    /// in flight be acknowledged (new ones wait; at most 3 s), ends the connection with a normal
+    /// DISCONNECT (0x00: the broker discards the Will) and reconnects at once with the new settings, on the SAME libmosquitto instance and session, so every
+    /// unacknowledged QoS 1/2 message is retransmitted after the CONNACK (lib/messages_mosq.c
+    /// `message__reconnect_reset`, as for any reconnect) and the outbox queue is untouched.
+    /// Not connected (e.g. the broker refuses the old certificate): the backoff wait ends and
+    /// the next attempt uses the new files.
+    ///
+    /// Validation first, here on the caller's thread: each file must be a readable regular
+    /// file, the key readable by its owner only (`chmod 600`), and OpenSSL must load the CA,
+    /// the certificate chain and a key that matches the certificate. Anything wrong throws
+    /// ``UplinkError/tlsFilesRefused(detail:)`` and changes NOTHING: the running connection and
+    /// the previous settings stay. (Files replaced again between this check and the reconnect
+    /// are read as they are then; libmosquitto loads them at every connect.)
+    ///
+    /// Why a fresh `SSL_CTX` and not only `mosquitto_tls_set`: libmosquitto 2.0.11 creates its
+    /// `SSL_CTX` once per instance and re-applies the files to it at every connect
+    /// (lib/net_mosq.c `net__init_ssl_ctx`), replacing certificate and key but ADDING the CA
+    /// file to the trust store; and a failing `mosquitto_tls_set` clears the CA (a later connect
+    /// would skip TLS). So the paths stay as configured and the loop thread gives the instance
+    /// a new empty context (`MOSQ_OPT_SSL_CTX`) between connections; a CA removed from `caFile`
+    /// is then no longer trusted. (Only on libmosquitto 2.0.0...2.0.11, whose ownership of that
+    /// option is verified; on others the CA store keeps the old CAs too until a restart.)
+    ///
+    /// Throws ``UplinkError/notRunning`` after ``stop()``. Without TLS only the password applies.
+    public func reloadCredentials(password: String? = nil) throws(UplinkError) {
+        if engine.config.brokers.first?.tls == true {
+            try TLSFiles(caFile: engine.config.caFile, certFile: engine.config.certFile, keyFile: engine.config.keyFile)
+                .validate()
+        }
+        try engine.requestReload(password: password)
+    }
+
+    /// ``reloadCredentials(password:)`` for the TLS files alone.
+    public func reloadTLS() throws(UplinkError) {
+        try reloadCredentials(password: nil)
+    }
+
     /// Graceful stop: sends DISCONNECT with reason 0x00 Normal disconnection (MQTT 5.0 §3.14.2.1),
     /// which makes the broker DISCARD the Last Will (MQTT 5.0 §3.1.2.5, §3.14.4; 3.1.1 §3.1.2.5),
     /// waits for the loop thread to end (bounded: about 2 s after the DISCONNECT is queued) and

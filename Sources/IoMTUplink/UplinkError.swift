@@ -29,6 +29,10 @@ public enum UplinkError: Error, Sendable, Hashable, CustomStringConvertible {
     case tlsClientCertificateRejected(broker: BrokerAddress, detail: String)
     /// Other TLS failure (handshake, protocol version, client certificate rejected), with OpenSSL's text.
     case tls(broker: BrokerAddress, detail: String)
+    /// ``MQTTClient/reloadCredentials(password:)`` refused the CA, certificate or key file (missing,
+    /// unreadable, a key others can read, not loadable by OpenSSL, key not matching the
+    /// certificate). Nothing was changed: the previous settings and connection stay in use.
+    case tlsFilesRefused(detail: String)
     /// MQTT protocol error (malformed packet, unexpected packet, broker disconnect with a reason).
     case protocolError(broker: BrokerAddress?, detail: String)
     /// The connection was lost (broker went away, keepalive expired).
@@ -67,6 +71,8 @@ public enum UplinkError: Error, Sendable, Hashable, CustomStringConvertible {
             return "\(b): the broker rejected the client certificate (\(d)); configure certFile/keyFile with a certificate issued by the broker's client CA."
         case .tls(let b, let d):
             return "\(b): TLS failure: \(d); check caFile/certFile/keyFile, that the port speaks TLS, and that the broker accepts TLS 1.2+."
+        case .tlsFilesRefused(let d):
+            return "TLS files not reloaded: \(d); the previous TLS settings stay in use."
         case .protocolError(let b, let d):
             return "\(b.map { "\($0)" } ?? "MQTT"): protocol error: \(d)."
         case .connectionLost(let b, let d):
@@ -92,7 +98,9 @@ public enum MQTTEvent: Sendable, Hashable {
     case connected(broker: BrokerAddress, sessionPresent: Bool)
     /// A connection attempt failed; the client retries (next broker, with backoff).
     case connectionFailed(broker: BrokerAddress, error: UplinkError)
-    /// An established connection ended. `error == nil` only for the clean DISCONNECT of `stop()`.
+    /// An established connection ended. `error == nil` only for our own clean DISCONNECT: that of
+    /// `stop()`, or the one before reconnecting with reloaded credentials
+    /// (``MQTTClient/reloadCredentials(password:)``), which a `connected` event follows.
     case disconnected(error: UplinkError?)
     /// The broker took responsibility for the message: PUBACK (QoS 1) or PUBCOMP (QoS 2) with a
     /// reason code < 0x80 (0x00 Success, 0x10 No matching subscribers; MQTT 5.0 §3.4.2.1, §3.7.2.1).

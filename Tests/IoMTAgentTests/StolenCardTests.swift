@@ -71,14 +71,15 @@ struct StolenCardTests {
         try dir.write("other.key", String(repeating: "c3", count: 32) + "\n")
         chmod(dir.file("other.key"), 0o600)
         try dir.write("agent.yaml", yaml.replacingOccurrences(of: dir.file("state.key"), with: dir.file("other.key")))
-        // The sealed buffer would refuse the other key first (the next test); a fresh buffer lets
-        // the bond store be the one that refuses here.
-        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: dir.file("state/buffer.db\(suffix)")) {
-            try FileManager.default.moveItem(atPath: dir.file("state/buffer.db\(suffix)"), toPath: dir.file("buffer.db\(suffix)"))
-        }
+        // One key seals the buffer, the registry and the bonds (a subkey each): whichever the
+        // agent opens first refuses (today the buffer; the bond store's own refusal of a wrong
+        // key is pinned in BondStoreTests). What matters here: refused, named, nothing changed.
+        let bondPath = dir.file("state/bluetooth/bonds/F0F1F2F3F402.bond")
+        let bondBefore = try #require(FileManager.default.contents(atPath: bondPath))
         agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
-        #expect(await agent.output.wait(timeout: .seconds(20)) { $0.contains("cannot open sealed bond file") && $0.contains("wrong key") },
+        #expect(await agent.output.wait(timeout: .seconds(20)) { $0.contains("wrong key") || $0.contains("another key") },
                 "\(agent.output.value.suffix(2000))")
+        #expect(FileManager.default.contents(atPath: bondPath) == bondBefore, "the bond file is left as it was")
         agent.signal(SIGTERM)
         _ = await agent.waitForExit(timeout: .seconds(20))
         #expect(FileManager.default.fileExists(atPath: dir.file("state/bluetooth/bonds/F0F1F2F3F402.bond")))
