@@ -267,7 +267,8 @@ public struct Agent: Service {
     func makeSources(cursors: [String: String] = [:]) -> [any ReadingSource] {
         let simulators: [any ReadingSource] = config.simulators.map { sim in
             SimulatorSource(id: sim.id, profile: SimulatedProfile(rawValue: sim.profile.rawValue) ?? .pulseOximeter,
-                            patientID: sim.patient, rate: sim.rate, count: sim.count, seed: sim.seed, clock: clock)
+                            patientID: sim.patient, rate: sim.rate, count: sim.count, seed: sim.seed, clock: clock,
+                            episode: sim.episode.map { .init(afterSeconds: $0.afterSeconds, durationSeconds: $0.durationSeconds, spo2: $0.spo2) })
         }
         return simulators + makeSerialSources(config: config, clock: clock, logger: logger, cursors: cursors)
     }
