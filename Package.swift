@@ -175,7 +175,7 @@ let package = Package(
         .testTarget(
             name: "IoMTAgentTests",
             dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators", "IoMTControl", "IoMTRegistry", "IoMTBuffer", "IoMTCore",
-                           "IoMTConfig", .product(name: "Logging", package: "swift-log")],
+                           "IoMTConfig", "IoMTAlerts", "IoMTFHIR", .product(name: "Logging", package: "swift-log")],
             resources: []
         ),
     ]

@@ -47,6 +47,14 @@ public struct AlertEvent: Hashable, Sendable {
     /// For a clear: the readings (and their values) that cleared it; for a raise: the alert's.
     public var readingIDs: [ReadingID]
     public var values: [Double]
+
+    public init(phase: Phase, alert: Alert, at: UInt64, readingIDs: [ReadingID], values: [Double]) {
+        self.phase = phase
+        self.alert = alert
+        self.at = at
+        self.readingIDs = readingIDs
+        self.values = values
+    }
 }
 
 /// The alert engine: pure, time is an input. Feed it accepted readings, source and link

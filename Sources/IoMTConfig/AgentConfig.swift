@@ -248,10 +248,13 @@ public struct AgentConfig: Sendable, Equatable {
             public var afterSeconds: Double
             public var durationSeconds: Double
             public var spo2: Double
-            public init(afterSeconds: Double, durationSeconds: Double, spo2: Double) {
+            /// `alternate_s`: flap: spo2 for this long, the normal value for this long, ... (nil: steady).
+            public var alternateSeconds: Double?
+            public init(afterSeconds: Double, durationSeconds: Double, spo2: Double, alternateSeconds: Double? = nil) {
                 self.afterSeconds = afterSeconds
                 self.durationSeconds = durationSeconds
                 self.spo2 = spo2
+                self.alternateSeconds = alternateSeconds
             }
         }
 

@@ -29,7 +29,7 @@ enum Keys {
                          "commit_max_batch"]
     static let output = ["format", "patient_pseudonym_key_file", "units"]
     static let simulator = ["profile", "patient", "rate", "count", "id", "seed", "episode"]
-    static let simulatorEpisode = ["after_s", "duration_s", "spo2"]
+    static let simulatorEpisode = ["after_s", "duration_s", "spo2", "alternate_s"]
     static let serial = ["profile", "patient", "port", "match", "id", "baud", "data_bits", "parity", "stop_bits",
                          "rtscts", "reconnect_min_ms", "reconnect_max_ms", "line_profile"]
     static let serialMatch = ["vendor_id", "product_id", "serial"]
@@ -409,8 +409,9 @@ extension ConfigReader {
                 for (key, v) in [("after_s", after), ("duration_s", duration), ("spo2", spo2)] where v == nil && value(e, key) == nil {
                     report(e.path(key), line(e, key), "is required")
                 }
+                let alternate = number(e, "alternate_s", { $0 > 0 && $0 <= 3600 }, rangeMessage: "must be more than 0 and at most 3600")
                 if let after, let duration, let spo2 {
-                    episode = .init(afterSeconds: after.0, durationSeconds: duration.0, spo2: spo2.0)
+                    episode = .init(afterSeconds: after.0, durationSeconds: duration.0, spo2: spo2.0, alternateSeconds: alternate?.0)
                 }
             }
             guard problems.count == before, let profile, let patient, let rate, let id else {

@@ -31,3 +31,16 @@ struct EpisodeTests {
         #expect(Self.spo2(plain.reading(index: 39, at: Self.t)) == .unavailable(.sensorOff))
     }
 }
+
+@Suite("Simulator flapping episode")
+struct FlappingEpisodeTests {
+    @Test("with alternate_s the episode alternates low and normal values")
+    func alternates() {
+        let sim = SimulatorSource(id: "ox", profile: .pulseOximeter, patientID: "P", rate: 1, count: nil, seed: 3,
+                                  episode: .init(afterSeconds: 0, durationSeconds: 10, spo2: 89, alternateSeconds: 2))
+        let values = (0..<10).map { EpisodeTests.spo2(sim.reading(index: $0, at: EpisodeTests.t)) }
+        for (i, v) in values.enumerated() {
+            if (i / 2) % 2 == 0 { #expect(v == .numeric(89), "index \(i)") } else { #expect(v != .numeric(89), "index \(i)") }
+        }
+    }
+}
