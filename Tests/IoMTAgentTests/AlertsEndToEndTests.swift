@@ -171,7 +171,7 @@ struct AlertsEndToEndTests {
         #expect(await waitUntil(sub, timeout: .seconds(60)) { readings($0).count >= 3000 }, "backlog not delivered")
         let relevant = sub.messages.filter { $0.topic.contains("/alerts/") || $0.topic.contains("/readings/") }
         let firstTopics = relevant.prefix(2).map(\.topic).sorted()
-        #expect(firstTopics == ["\(setup.prefix)/alerts/P-TEST-1/spo2-low".replacingOccurrences(of: "P-TEST-1", with: "P-ALERT-1"),
+        #expect(firstTopics == ["\(setup.prefix)/alerts/P-ALERT-1/spo2-low",
                                 "\(setup.prefix)/alerts/_gateway/broker-down"].sorted(),
                 "first messages: \(relevant.prefix(3).map(\.topic))")
         let raised = Self.alerts(Array(relevant.prefix(2)))
