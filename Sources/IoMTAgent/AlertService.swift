@@ -169,7 +169,9 @@ public actor AlertService {
             case .sources(let statuses):
                 var out: [AlertEvent] = []
                 for s in statuses {
-                    guard let patient = settings.knownDevices[s.deviceID]?.patient else { continue }
+                    // The patient of its latest reading (a registry binding may have changed it),
+                    // else the configured one; a device never seen nor configured is skipped.
+                    guard let patient = engine.patientID(of: s.deviceID) ?? settings.knownDevices[s.deviceID]?.patient else { continue }
                     out += engine.sourceStatus(deviceID: s.deviceID, profile: s.profile, patientID: patient,
                                                connected: s.connected, now: now)
                 }
@@ -223,6 +225,13 @@ public actor AlertService {
                           metadata: ["alert_id": "\(e.alert.id)", "rule": "\(e.alert.rule)", "kind": "\(e.alert.kind.rawValue)",
                                      "severity": "\(e.alert.severity.rawValue)", "device": "\(e.alert.deviceID ?? "-")"])
         }
+        // The state first: after a crash between the two, the worst case is a clear for a raise
+        // that was never published (harmless), never a published raise that nothing clears.
+        do {
+            try Files.writeAtomically(statePath, AlertFormat.stateJSON(engine.active))
+        } catch {
+            logger.error("active alerts not saved; a restart would not clear them", metadata: ["error": "\(error)"])
+        }
         do {
             let outcome = try await buffer.append(messages)
             if outcome.storedCount < messages.count {
@@ -232,11 +241,6 @@ public actor AlertService {
             if outcome.storedCount > 0 { onStored() }
         } catch {
             logger.error("alert messages not stored; they stay active locally", metadata: ["error": "\(error)"])
-        }
-        do {
-            try Files.writeAtomically(statePath, AlertFormat.stateJSON(engine.active))
-        } catch {
-            logger.error("active alerts not saved; a restart would not clear them", metadata: ["error": "\(error)"])
         }
         if let hooks {
             for (i, e) in events.enumerated() {

@@ -148,6 +148,9 @@ public struct AlertEngine: Sendable {
         return best
     }
 
+    /// The patient the device's latest reading was for (nil: never seen or registered).
+    public func patientID(of deviceID: String) -> String? { devices[deviceID]?.patientID }
+
     /// The rules that apply to a device of `profile` for `patientID`: per name, the most
     /// specific scope (patient, then profile, then all). Gateway-wide rules are not included.
     public func rules(profile: String, patientID: String) -> [AlertRule] {

@@ -105,7 +105,7 @@ struct AlertsEndToEndTests {
         #expect(raise.topic == "\(setup.prefix)/alerts/P-ALERT-1/spo2-low")
         // Not before the minimum duration; the values are the episode's.
         #expect(raise.at.timeIntervalSince(raise.conditionSince) >= 2.0)
-        #expect(raise.values.allSatisfy { $0 == 84 } && raise.values.count >= 10)
+        #expect(!raise.values.isEmpty && raise.values.allSatisfy { $0 == 84 })
         // The triggering readings are real and were delivered, and they carried 84 %.
         let byID = Dictionary(seen.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         #expect(!raise.readingIDs.isEmpty && raise.readingIDs.allSatisfy { byID[$0] != nil })
@@ -183,7 +183,9 @@ struct AlertsEndToEndTests {
     }
 
     /// (c) Values flapping around the threshold do not flap the alert: for 20 s SpO2 alternates
-    /// every second between 89 % and the normal 94-99 %, so no run below 90 % lasts `for_s`.
+    /// every 0.5 s between 89 % and the normal 94-99 %, so no run below 90 % lasts `for_s` (5 s,
+    /// far above the 0.5 s runs: a commit stalled by a loaded machine stretches a run in wall
+    /// time, and once, with runs of 1 s against 2 s, did reach it).
     @Test func flappingValuesRaiseNothing() async throws {
         let dir = try TempDir()
         let broker = try await MosquittoBroker.start()
@@ -199,10 +201,10 @@ struct AlertsEndToEndTests {
                   code: 150456
                   below: 90
                   clear: 92
-                  for_s: 2
+                  for_s: 5
 
             """
-        try dir.write("agent.yaml", Self.yaml(setup, rate: 10, count: 250, episode: "{after_s: 2, duration_s: 20, spo2: 89, alternate_s: 1}",
+        try dir.write("agent.yaml", Self.yaml(setup, rate: 10, count: 250, episode: "{after_s: 2, duration_s: 20, spo2: 89, alternate_s: 0.5}",
                                               alerts: alerts, socket: dir.file("ctl.sock")))
         let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml"), "--exit-when-drained"])
         defer { agent.signal(SIGKILL) }
@@ -213,5 +215,86 @@ struct AlertsEndToEndTests {
         #expect(lows >= 90, "only \(lows) readings at 89 %")
         #expect(Self.alerts(sub.messages).isEmpty)
         #expect(!agent.output.value.contains("alert raised"))
+    }
+}
+
+extension AlertsEndToEndTests {
+    /// An alert active when the agent stops is cleared by the next run with the same alert id
+    /// (state_dir/alerts.json), and the CLI shows it in between without a daemon.
+    @Test func restartClearsAnActiveAlertWithTheSameID() async throws {
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        let setup = AgentSetup(gateway: "alerts-restart", stateDir: dir.file("state"), brokerURL: broker.url)
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#", qos: 1)
+        defer { sub.stop() }
+        let alerts = """
+              enabled: true
+              rules:
+                - name: spo2-low
+                  type: threshold
+                  code: 150456
+                  below: 90
+                  clear: 92
+                  for_s: 1
+                  clear_after_s: 1
+
+            """
+        // First run: desaturated from the start, stopped while the alert is active.
+        try dir.write("agent.yaml", Self.yaml(setup, rate: 5, count: nil, episode: "{after_s: 0, duration_s: 3600, spo2: 80}",
+                                              alerts: alerts, socket: dir.file("ctl.sock")))
+        let first = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { first.signal(SIGKILL) }
+        #expect(await waitUntil(sub) { Self.alerts($0).contains { $0.event == "raise" } }, "no raise: \(first.output.value)")
+        first.signal(SIGTERM)
+        #expect(await first.waitForExit(timeout: .seconds(30)))
+        let raised = try #require(Self.alerts(sub.messages).first)
+        let offline = try await ChildProcess.run([agentBinary, "alerts", "--config", dir.file("agent.yaml")], timeout: .seconds(30))
+        #expect(offline.output.contains("agent not running") && offline.output.contains(raised.alertID), "\(offline.output)")
+
+        // Second run: normal values; the restored alert clears with its id.
+        try dir.write("agent.yaml", Self.yaml(setup, rate: 5, count: 20, episode: "{after_s: 3600, duration_s: 1, spo2: 80}",
+                                              alerts: alerts, socket: dir.file("ctl.sock")))
+        let second = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml"), "--exit-when-drained"])
+        defer { second.signal(SIGKILL) }
+        #expect(await second.waitForExit(timeout: .seconds(60)), "\(second.output.value)")
+        #expect(await waitUntil(sub) { Self.alerts($0).contains { $0.event == "clear" } })
+        let found = Self.alerts(sub.messages)
+        #expect(found.map(\.event) == ["raise", "clear"])
+        #expect(found.last?.alertID == raised.alertID)
+        #expect(second.output.value.contains("alerts still active from the last run"))
+    }
+
+    /// With `output.format: fhir` a patient alert is a FHIR R4 Flag (valid for the R4 models).
+    @Test func fhirOutputPublishesAFlag() async throws {
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        var setup = AgentSetup(gateway: "alerts-fhir", stateDir: dir.file("state"), brokerURL: broker.url)
+        setup.format = "fhir"
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/alerts/#", qos: 1)
+        defer { sub.stop() }
+        let alerts = """
+              enabled: true
+              rules:
+                - name: spo2-low
+                  type: threshold
+                  code: 150456
+                  below: 90
+                  clear: 92
+                  for_s: 1
+
+            """
+        try dir.write("agent.yaml", Self.yaml(setup, rate: 5, count: 30, episode: "{after_s: 1, duration_s: 2, spo2: 80}",
+                                              alerts: alerts, socket: dir.file("ctl.sock")))
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml"), "--exit-when-drained"])
+        defer { agent.signal(SIGKILL) }
+        #expect(await agent.waitForExit(timeout: .seconds(60)))
+        #expect(await waitUntil(sub) { $0.count >= 2 })
+        let flags = sub.messages.map(\.payloadString)
+        #expect(flags.count == 2)
+        #expect(flags.first?.contains(#""resourceType":"Flag""#) == true && flags.first?.contains(#""status":"active""#) == true)
+        #expect(flags.last?.contains(#""status":"inactive""#) == true)
+        try await expectValidFHIR(flags, dir: dir)
     }
 }
