@@ -298,3 +298,43 @@ extension AlertsEndToEndTests {
         try await expectValidFHIR(flags, dir: dir)
     }
 }
+
+extension AlertsEndToEndTests {
+    /// buffer-high end to end: the buffer fills during an outage (drop-oldest evicts readings, so
+    /// gap records wait too); when the broker is back the alert is published before the gap
+    /// records and the backlog, and it clears once the buffer drained.
+    @Test func bufferHighIsRaisedDuringAnOutageAndSentBeforeGapRecords() async throws {
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start(BrokerOptions(persistence: true))
+        defer { broker.killNow() }
+        var setup = AgentSetup(gateway: "alerts-buffer", stateDir: dir.file("state"), brokerURL: broker.url)
+        setup.maxBytes = "64KiB"
+        setup.onFull = "drop-oldest"
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#",
+                                                     clientID: "alerts-buffer", persistentSession: true, qos: 1)
+        defer { sub.stop() }
+        await broker.stop()
+        let alerts = """
+              enabled: true
+              rules:
+                - name: buffer-high
+                  type: buffer-high
+                  percent: 50
+                  clear: 20
+
+            """
+        try dir.write("agent.yaml", Self.yaml(setup, rate: 100, count: nil, episode: "{after_s: 3600, duration_s: 1, spo2: 80}",
+                                              alerts: alerts, socket: dir.file("ctl.sock")))
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { agent.signal(SIGKILL) }
+        #expect(await agent.output.wait(timeout: .seconds(30)) { $0.contains("alert raised") }, "\(agent.output.value)")
+        try await Task.sleep(for: .seconds(2))   // evictions: gap records pile up too
+        try await broker.restart()
+        #expect(await waitUntil(sub, timeout: .seconds(60)) { !gaps($0).isEmpty && readings($0).count >= 20 })
+        let relevant = sub.messages.filter { !$0.topic.hasSuffix("/status") }
+        #expect(relevant.first?.topic == "\(setup.prefix)/alerts/_gateway/buffer-high", "first: \(relevant.prefix(3).map(\.topic))")
+        #expect(Self.alerts(Array(relevant.prefix(1))).first?.event == "raise")
+        #expect(await waitUntil(sub, timeout: .seconds(30)) { Self.alerts($0).contains { $0.event == "clear" } }, "not cleared after the drain")
+        try await expectValid(Self.alerts(sub.messages).map(\.payload), schema: "alert.schema.json", dir: dir)
+    }
+}
