@@ -50,8 +50,9 @@ public enum AlertRules {
     }
 }
 
-/// Hands accepted readings to the alert service after the store accepted them (so the
-/// triggering reading ids are the ids the buffer holds). Never waits for the alert work.
+/// Hands readings to the alert service once the store decided (so the triggering reading ids
+/// are the ids the buffer holds). A reading the buffer could not store still counts, without
+/// an id: a full buffer must not hide a desaturation. Never waits for the alert work.
 public struct AlertingSink: ReadingSink {
     let next: any ReadingSink
     let alerts: AlertService
@@ -63,7 +64,10 @@ public struct AlertingSink: ReadingSink {
 
     public func submit(_ reading: DeviceReading) async -> IngestOutcome {
         let outcome = await next.submit(reading)
-        if case .accepted(let id, _) = outcome { alerts.submit(.reading(reading, id)) }
+        switch outcome {
+        case .accepted(let id, _): alerts.submit(.reading(reading, id))
+        case .lost: alerts.submit(.reading(reading, nil))
+        }
         return outcome
     }
 }
@@ -76,7 +80,7 @@ public struct AlertingSink: ReadingSink {
 /// clears them with the same id) and runs the local hook.
 public actor AlertService {
     public enum Input: Sendable {
-        case reading(DeviceReading, ReadingID)
+        case reading(DeviceReading, ReadingID?)
         case brokerLink(connected: Bool)
         case sources([SourceStatus])
         case bufferFill(usedBytes: Int64, maxBytes: Int64)
@@ -118,6 +122,10 @@ public actor AlertService {
     private var timer: Task<Void, Never>?
     private var timerDeadline: UInt64?
     private let hooks: HookRunner?
+    /// Alert messages the buffer refused (full, `on_full: reject`, or a storage error), oldest
+    /// first: offered again before every new alert and on every buffer-fill report (the status
+    /// heartbeat), so a full buffer delays an alert instead of dropping it (until a restart).
+    private var unstored: [OutgoingMessage] = []
     public private(set) var raisedCount = 0
     public private(set) var clearedCount = 0
 
@@ -176,7 +184,9 @@ public actor AlertService {
                                                connected: s.connected, now: now)
                 }
                 events = out
-            case .bufferFill(let used, let max): events = engine.bufferFill(usedBytes: used, maxBytes: max, now: now)
+            case .bufferFill(let used, let max):
+                events = engine.bufferFill(usedBytes: used, maxBytes: max, now: now)
+                if events.isEmpty, !unstored.isEmpty { await store([]) }
             case .tick:
                 timerDeadline = nil
                 events = engine.advance(now: now)
@@ -232,21 +242,35 @@ public actor AlertService {
         } catch {
             logger.error("active alerts not saved; a restart would not clear them", metadata: ["error": "\(error)"])
         }
-        do {
-            let outcome = try await buffer.append(messages)
-            if outcome.storedCount < messages.count {
-                logger.error("alert messages not stored (buffer full); they stay active locally",
-                             metadata: ["refused": "\(messages.count - outcome.storedCount)"])
-            }
-            if outcome.storedCount > 0 { onStored() }
-        } catch {
-            logger.error("alert messages not stored; they stay active locally", metadata: ["error": "\(error)"])
-        }
+        await store(messages)
         if let hooks {
             for (i, e) in events.enumerated() {
                 let patientRef = e.alert.patientID.map { settings.patientReference($0) }
                 hooks.run(stdin: AlertFormat.json(e, messageID: messages[i].id, gatewayID: settings.gatewayID, patientRef: patientRef))
             }
+        }
+    }
+
+    /// Appends `messages` after those refused before, in one transaction; keeps what is refused.
+    private func store(_ messages: [OutgoingMessage]) async {
+        let batch = unstored + messages
+        guard !batch.isEmpty else { return }
+        do {
+            let outcome = try await buffer.append(batch)
+            let refused = Set(outcome.rejectedIndices)
+            let wasWaiting = unstored.count
+            unstored = batch.indices.filter { refused.contains($0) }.map { batch[$0] }
+            if !unstored.isEmpty {
+                logger.error("alert messages not stored (buffer full); kept in memory and offered again",
+                             metadata: ["waiting": "\(unstored.count)"])
+            } else if wasWaiting > 0 {
+                logger.notice("alert messages that were waiting are stored", metadata: ["count": "\(wasWaiting)"])
+            }
+            if refused.count < batch.count { onStored() }
+        } catch {
+            unstored = batch
+            logger.error("alert messages not stored; kept in memory and offered again",
+                         metadata: ["error": "\(error)", "waiting": "\(unstored.count)"])
         }
     }
 

@@ -21,8 +21,9 @@ public struct Alert: Hashable, Sendable {
     public var raisedAt: UInt64
     /// The accepted readings that raised it (the last 32 at most), oldest first.
     public var readingIDs: [ReadingID]
-    /// Their values, in the same order (for technical alerts: the measure that raised it,
-    /// e.g. seconds without a reading, buffer fill in %).
+    /// The values of those readings, oldest first, also of readings the buffer refused (which
+    /// have no id, so the two lists differ in length then); for technical alerts the measure that
+    /// raised it (seconds without a reading, buffer fill in %, clock offset in s).
     public var values: [Double]
     /// A PHI-free description of the condition (for logs and the CLI).
     public var summary: String
@@ -85,7 +86,7 @@ public struct AlertEngine: Sendable {
         var clearIDs: [ReadingID] = []
         var clearValues: [Double] = []
         var active: Alert?
-        var history: [(at: UInt64, value: Double, id: ReadingID)] = []
+        var history: [(at: UInt64, value: Double, id: ReadingID?)] = []
     }
 
     struct Device {
@@ -191,8 +192,10 @@ public struct AlertEngine: Sendable {
         }
     }
 
-    /// An accepted reading (`id` is the id the buffer stored it under).
-    public mutating func observe(_ reading: DeviceReading, id: ReadingID, now: UInt64) -> [AlertEvent] {
+    /// A reading: `id` is the id the buffer stored it under, nil for a reading the buffer could
+    /// not store (full, storage error). Such a reading still counts (the patient's value is real)
+    /// but is not listed in `readingIDs`, since it will never be delivered.
+    public mutating func observe(_ reading: DeviceReading, id: ReadingID?, now: UInt64) -> [AlertEvent] {
         let deviceID = reading.device.id
         var device = devices[deviceID] ?? Device(profile: reading.device.profile, patientID: reading.patientID, lastReadingAt: now)
         device.profile = reading.device.profile
@@ -234,7 +237,7 @@ public struct AlertEngine: Sendable {
             case .noReading, .deviceDisconnected:
                 if let active = tracks[key]?.active {
                     tracks[key]?.active = nil
-                    events.append(AlertEvent(phase: .clear, alert: active, at: now, readingIDs: [id], values: []))
+                    events.append(AlertEvent(phase: .clear, alert: active, at: now, readingIDs: id.map { [$0] } ?? [], values: []))
                 }
             case .sensorOff:
                 let off = reading.deviceStatus.contains { Self.sensorOffStatuses.contains($0) }

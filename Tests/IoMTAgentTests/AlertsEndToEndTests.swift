@@ -338,3 +338,42 @@ extension AlertsEndToEndTests {
         try await expectValid(Self.alerts(sub.messages).map(\.payload), schema: "alert.schema.json", dir: dir)
     }
 }
+
+extension AlertsEndToEndTests {
+    /// With `on_full: reject` a full buffer refuses an alert message too: it waits in memory and
+    /// is stored (and published) once the drain made room, instead of being dropped.
+    @Test func alertRefusedByAFullBufferIsStoredOnceThereIsRoom() async throws {
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start(BrokerOptions(persistence: true))
+        defer { broker.killNow() }
+        var setup = AgentSetup(gateway: "alerts-full", stateDir: dir.file("state"), brokerURL: broker.url)
+        setup.maxBytes = "64KiB"
+        setup.onFull = "reject"
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#",
+                                                     clientID: "alerts-full", persistentSession: true, qos: 1)
+        defer { sub.stop() }
+        await broker.stop()
+        let alerts = """
+              enabled: true
+              rules:
+                - name: spo2-low
+                  type: threshold
+                  code: 150456
+                  below: 90
+                  clear: 92
+                  for_s: 1
+
+            """
+        // The buffer (64 KiB) is full within a second; the desaturation starts at 4 s of readings.
+        try dir.write("agent.yaml", Self.yaml(setup, rate: 100, count: nil, episode: "{after_s: 4, duration_s: 3600, spo2: 80}",
+                                              alerts: alerts, socket: dir.file("ctl.sock")))
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { agent.signal(SIGKILL) }
+        #expect(await agent.output.wait(timeout: .seconds(30)) { $0.contains("alert messages not stored (buffer full)") },
+                "\(agent.output.value)")
+        try await broker.restart()
+        #expect(await waitUntil(sub, timeout: .seconds(60)) { Self.alerts($0).contains { $0.rule == "spo2-low" && $0.event == "raise" } },
+                "the refused alert never arrived: \(agent.output.value.suffix(2000))")
+        #expect(agent.output.value.contains("alert messages that were waiting are stored"))
+    }
+}

@@ -339,3 +339,20 @@ struct TechnicalAlertTests {
         #expect(engine.brokerLink(connected: true, now: Fixture.t0 + 810_000).isEmpty)
     }
 }
+
+@Suite("Alert engine: readings the buffer refused")
+struct RefusedReadingTests {
+    @Test("a reading without an id (refused by the buffer) counts but is not listed")
+    func readingWithoutIDCounts() throws {
+        var engine = AlertEngine(rules: [Fixture.desaturation], seed: 11)
+        var events: [AlertEvent] = []
+        for i in 0..<16 {
+            let now = Fixture.t0 + UInt64(i) * 1000
+            events += engine.observe(Fixture.reading(at: now, [Fixture.spo2(85)]), id: i % 2 == 0 ? rid(UInt64(i)) : nil, now: now)
+        }
+        let raise = try #require(events.first)
+        #expect(events.count == 1)
+        #expect(raise.readingIDs == stride(from: 0, through: 14, by: 2).map { rid(UInt64($0)) })
+        #expect(raise.values.count == 16)
+    }
+}
