@@ -298,6 +298,7 @@ extension Agent {
         var known: [String: (profile: String, patient: String)] = [:]
         for s in config.simulators { known[s.id] = (s.profile.rawValue, s.patient) }
         for s in config.serial { known[s.id] = (s.profile.rawValue, s.patient) }
+        for d in config.bluetooth?.devices ?? [] { known[d.id] = (d.profile.rawValue, d.patient) }
         let settings = AlertService.Settings(
             gatewayID: config.gateway.id, topics: topics, stateDir: config.stateDir,
             fhir: config.output.format == .fhir
