@@ -377,3 +377,36 @@ extension AlertsEndToEndTests {
         #expect(agent.output.value.contains("alert messages that were waiting are stored"))
     }
 }
+
+extension AlertsEndToEndTests {
+    /// sensor-off end to end: the simulator's finger-out reading (every 40th) raises the technical
+    /// alert, the next valid reading clears it; with the same id, and without a patient value.
+    @Test func fingerOutRaisesAndClearsTheSensorOffAlert() async throws {
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        let setup = AgentSetup(gateway: "alerts-sensor", stateDir: dir.file("state"), brokerURL: broker.url)
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/alerts/#", qos: 1)
+        defer { sub.stop() }
+        let alerts = """
+              enabled: true
+              rules:
+                - name: finger-out
+                  type: sensor-off
+                  severity: low
+
+            """
+        try dir.write("agent.yaml", Self.yaml(setup, rate: 20, count: 60, episode: "{after_s: 3600, duration_s: 1, spo2: 80}",
+                                              alerts: alerts, socket: dir.file("ctl.sock")))
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml"), "--exit-when-drained"])
+        defer { agent.signal(SIGKILL) }
+        #expect(await agent.waitForExit(timeout: .seconds(60)))
+        #expect(await waitUntil(sub) { Self.alerts($0).count >= 2 })
+        let found = Self.alerts(sub.messages)
+        #expect(found.map(\.event) == ["raise", "clear"])
+        #expect(found.first?.alertID == found.last?.alertID)
+        #expect(found.first?.topic == "\(setup.prefix)/alerts/P-ALERT-1/finger-out")
+        #expect(found.first?.payload.contains(#""kind":"technical""#) == true)
+        #expect(found.first?.readingIDs.count == 1 && found.last?.readingIDs.count == 1)
+    }
+}
