@@ -49,9 +49,10 @@ final class HookRunner: Sendable {
         }
         // The payload is small (well under a socket buffer): written now, then EOF.
         payload.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
             var off = 0
             while off < raw.count {
-                let n = send(input, raw.baseAddress! + off, raw.count - off, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+                let n = send(input, base + off, raw.count - off, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
                 if n <= 0 { break }
                 off += n
             }

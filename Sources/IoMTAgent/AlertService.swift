@@ -6,17 +6,6 @@ import IoMTFHIR
 import IoMTRegistry
 import Logging
 
-extension Topics {
-    /// `<prefix>/alerts/<patient-ref>/<rule>`: one `iomt-alert/1` message per raise and per clear
-    /// (QoS `alerts.qos`, not retained). `patientRef` is the patient as named on the wire (the
-    /// pseudonym with `output.patient_pseudonym_key_file`); gateway-wide alerts (buffer, broker)
-    /// use `_gateway`, which no patient id can collide with after `Topics.level`... unless a
-    /// patient is literally named `_gateway`, which `PatientReference` pseudonyms never are.
-    public func alert(patientRef: String?, rule: String) -> String {
-        "\(prefix)/alerts/\(Topics.level(patientRef ?? "_gateway"))/\(Topics.level(rule))"
-    }
-}
-
 /// Builds the engine's rules from the configuration: the defaults (if asked), then the
 /// configured rules; a configured rule with a default's name and the same scope replaces it.
 public enum AlertRules {
