@@ -57,6 +57,8 @@ let package = Package(
             dependencies: ["IoMTCore", "CMosquitto", .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "IoMTSources", dependencies: ["IoMTCore"]),
+        // Issue 9: the alert engine (pure: rules, hysteresis, deadlines; time is an input).
+        .target(name: "IoMTAlerts", dependencies: ["IoMTCore"]),
         // Serial medical devices (issue 4): pure decoders, then the termios/pty/sysfs side.
         .target(name: "IoMTSerial", dependencies: ["IoMTCore"]),
         .target(
@@ -116,7 +118,7 @@ let package = Package(
             dependencies: [
                 "IoMTCore", "IoMTConfig", "IoMTBuffer", "IoMTUplink", "IoMTSources", "IoMTSerialPort", "IoMTFHIR",
                 "IoMTBluetooth", "IoMTHCI", "IoMTHCITransport", "IoMTRegistry", "IoMTControl", "IoMTSerialSimulators",
-                "IoMTHealthProfiles",
+                "IoMTHealthProfiles", "IoMTAlerts",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -168,6 +170,7 @@ let package = Package(
         .testTarget(name: "IoMTYAMLTests", dependencies: ["IoMTYAML", "IoMTConfig", "IoMTCore"]),
         .testTarget(name: "IoMTConfigTests", dependencies: ["IoMTConfig"]),
         .testTarget(name: "IoMTSourcesTests", dependencies: ["IoMTSources"]),
+        .testTarget(name: "IoMTAlertsTests", dependencies: ["IoMTAlerts", "IoMTCore"]),
         .testTarget(name: "IoMTSerialTests", dependencies: ["IoMTSerial", "IoMTSerialSimulators"]),
         .testTarget(name: "IoMTSerialPortTests",
                     dependencies: ["IoMTSerialPort", "IoMTSerial", "IoMTSerialSimulators"]),
@@ -189,7 +192,7 @@ let package = Package(
         .testTarget(
             name: "IoMTAgentTests",
             dependencies: ["IoMTAgent", "IoMTTestSupport", "IoMTSerialSimulators", "IoMTControl", "IoMTRegistry", "IoMTBuffer", "IoMTCore",
-                           "IoMTConfig", .product(name: "Logging", package: "swift-log")],
+                           "IoMTConfig", "IoMTAlerts", "IoMTFHIR", .product(name: "Logging", package: "swift-log")],
             resources: []
         ),
     ]

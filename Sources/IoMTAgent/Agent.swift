@@ -111,7 +111,8 @@ public struct Agent: Service {
             settings: .init(window: config.broker.inflightWindow,
                             qos: config.broker.qos == .exactlyOnce ? .exactlyOnce : .atLeastOnce,
                             order: config.buffer.order == .liveFirst ? .liveFirst(backlogShare: config.buffer.backlogShare) : .fifo,
-                            markBacklogInPayload: config.output.format == .json),
+                            markBacklogInPayload: config.output.format == .json,
+                            alertQoS: config.alerts.qos == .exactlyOnce ? .exactlyOnce : .atLeastOnce),
             logger: logger)
         let doorbell = forwarder.doorbell
         let ingestor = Ingestor(
@@ -141,12 +142,18 @@ public struct Agent: Service {
             try? await audit.record(audit.log.event(.registryRecovered, deviceID: nil, patientBefore: nil, patientAfter: nil,
                                                     actor: .local(via: "agent"), outcome: "failed", detail: problem.description))
         }
-        let sink = PatientBindingSink(next: ingestor, registry: registry)
+        // Issue 9: alerts see readings once accepted (after the patient binding).
+        let alerts = config.alerts.enabled
+            ? makeAlertService(buffer: buffer, sources: sources, patientReference: patientReference, onStored: { doorbell.ring() })
+            : nil
+        let sink = PatientBindingSink(next: alerts.map { AlertingSink(next: ingestor, alerts: $0) } ?? ingestor, registry: registry)
+        var controlService = ControlService(config: config, buffer: buffer, registry: registry, audit: audit, sources: sources,
+                                            live: .init(status: status, ingestor: ingestor, forwarder: forwarder),
+                                            bluetooth: bluetooth, clock: clock, logger: logger)
+        controlService.alerts = alerts
         let control = ControlServer(
             path: config.control.socket, group: config.control.group,
-            handler: ControlService(config: config, buffer: buffer, registry: registry, audit: audit, sources: sources,
-                                    live: .init(status: status, ingestor: ingestor, forwarder: forwarder),
-                                    bluetooth: bluetooth, clock: clock, logger: logger),
+            handler: controlService,
             logger: logger)
         do {
             if let note = try control.start() { logger.warning("\(note)") }
@@ -166,6 +173,8 @@ public struct Agent: Service {
             "brokers": "\(config.broker.endpoints.map(\.description).joined(separator: ","))",
             "sources": "\(sources.count)",
         ])
+        let alertsTask = Task { await alerts?.run() }
+        alerts?.submit(.brokerLink(connected: false)) // until the first connection
         try client.start()
         let notifier = SystemdNotifier()
         notifier.notify("READY=1\nSTATUS=forwarding from \(sources.count) source(s)")
@@ -177,12 +186,13 @@ public struct Agent: Service {
         let commits = Task { await ingestor.run() }
         let events = Task {
             await Agent.handleEvents(client: client, forwarder: forwarder, status: status, buffer: buffer,
-                                     ingestor: ingestor, topics: topics, qos: config.broker.qos, logger: logger)
+                                     ingestor: ingestor, topics: topics, qos: config.broker.qos, logger: logger, alerts: alerts)
         }
+        let healthSources = sources
         let heartbeat = Task {
             await Agent.publishHealth(every: .seconds(config.broker.statusIntervalSeconds), client: client,
                                       forwarder: forwarder, status: status, buffer: buffer, ingestor: ingestor,
-                                      topic: topics.status)
+                                      topic: topics.status, alerts: alerts, sources: healthSources)
         }
 
         // The watchdog is fed through the buffer's thread and the forwarder's actor: if either
@@ -230,6 +240,8 @@ public struct Agent: Service {
         await sourcesTask.value
         commits.cancel()
         await commits.value
+        alerts?.finish()
+        await alertsTask.value
         doorbell.ring()
         if await forwarder.isConnected {
             let drained = Task { await forwarder.waitUntilIdle() }
@@ -310,17 +322,20 @@ public struct Agent: Service {
     func makeSources(cursors: [String: String] = [:]) -> [any ReadingSource] {
         let simulators: [any ReadingSource] = config.simulators.map { sim in
             SimulatorSource(id: sim.id, profile: SimulatedProfile(rawValue: sim.profile.rawValue) ?? .pulseOximeter,
-                            patientID: sim.patient, rate: sim.rate, count: sim.count, seed: sim.seed, clock: clock)
+                            patientID: sim.patient, rate: sim.rate, count: sim.count, seed: sim.seed, clock: clock,
+                            episode: sim.episode.map { .init(afterSeconds: $0.afterSeconds, durationSeconds: $0.durationSeconds, spo2: $0.spo2,
+                                                         alternateSeconds: $0.alternateSeconds) })
         }
         return simulators + makeSerialSources(config: config, clock: clock, logger: logger, cursors: cursors)
     }
 
     static func handleEvents(client: MQTTClient, forwarder: Forwarder, status: StatusReporter, buffer: SQLiteBuffer,
-                             ingestor: Ingestor, topics: Topics, qos: QoS, logger: Logger) async {
+                             ingestor: Ingestor, topics: Topics, qos: QoS, logger: Logger, alerts: AlertService? = nil) async {
         var everConnected = false
         for await event in client.events {
             switch event {
             case .connected(let broker, let sessionPresent):
+                alerts?.submit(.brokerLink(connected: true))
                 status.setBroker(broker.description, error: nil)
                 // The birth message; the retained Will replaces it if the link dies.
                 let health = await status.online(buffer: buffer, ingestor: ingestor)
@@ -329,10 +344,12 @@ public struct Agent: Service {
                                                   republishInFlight: everConnected && !sessionPresent && qos == .exactlyOnce))
                 everConnected = true
             case .connectionFailed(let broker, let error):
+                alerts?.submit(.brokerLink(connected: false))
                 status.setBroker(nil, error: error.description)
                 logger.warning("cannot connect to the broker; retrying with backoff",
                                metadata: ["broker": "\(broker)", "error": "\(error)"])
             case .disconnected(let error):
+                alerts?.submit(.brokerLink(connected: false))
                 status.setBroker(nil, error: error?.description)
                 await forwarder.handle(.disconnected(reason: error?.description))
             case .acknowledged(let mid, _):
@@ -350,9 +367,11 @@ public struct Agent: Service {
     }
 
     static func publishHealth(every interval: Duration, client: MQTTClient, forwarder: Forwarder,
-                              status: StatusReporter, buffer: SQLiteBuffer, ingestor: Ingestor, topic: String) async {
+                              status: StatusReporter, buffer: SQLiteBuffer, ingestor: Ingestor, topic: String,
+                              alerts: AlertService? = nil, sources: [any ReadingSource] = []) async {
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }
+            if let alerts { await AlertService.feedHealth(alerts, buffer: buffer, sources: sources) }
             // Only while connected: status published offline would queue up in memory.
             guard await forwarder.isConnected else { continue }
             let health = await status.online(buffer: buffer, ingestor: ingestor)

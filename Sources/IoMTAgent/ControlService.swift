@@ -1,3 +1,4 @@
+import IoMTAlerts
 import IoMTBuffer
 import IoMTConfig
 import IoMTControl
@@ -26,6 +27,8 @@ public struct ControlService: ControlHandler {
     let bluetooth: (any BluetoothControl)?
     let clock: any WallClock
     let logger: Logger
+    /// The running alert service (issue 9); nil without a daemon or with alerts disabled.
+    var alerts: AlertService?
 
     init(config: AgentConfig, buffer: SQLiteBuffer, registry: DeviceRegistry, audit: AuditTrail,
          sources: [any ReadingSource], live: Live?, bluetooth: (any BluetoothControl)?, clock: any WallClock,
@@ -42,7 +45,7 @@ public struct ControlService: ControlHandler {
     }
 
     /// Commands that work without a daemon.
-    public static let standaloneCommands: Set<String> = ["hello", "status", "devices", "assign", "buffer.stats", "buffer.export"]
+    public static let standaloneCommands: Set<String> = ["hello", "status", "devices", "assign", "buffer.stats", "buffer.export", "alerts"]
 
     public func handle(_ request: ControlRequest, session: ControlSession) async throws -> JSONValue {
         let actor = AuditActor(uid: session.peer.uid, user: userName(uid: session.peer.uid), pid: session.peer.pid, via: "socket")
@@ -66,8 +69,9 @@ public struct ControlService: ControlHandler {
         case "buffer.purge": return try await purge(a, actor: actor)
         case "scan": return try await scan(a, session: session)
         case "pair": return try await pair(a, actor: actor, session: session)
+        case "alerts": return try await activeAlerts()
         default:
-            throw ControlError(.unknownCommand, "unknown command \(request.cmd); known: hello, status, devices, assign, discharge, buffer.stats, buffer.export, buffer.purge, scan, pair")
+            throw ControlError(.unknownCommand, "unknown command \(request.cmd); known: hello, status, devices, assign, discharge, buffer.stats, buffer.export, buffer.purge, scan, pair, alerts")
         }
     }
 
@@ -495,5 +499,29 @@ extension String {
         while s.first == c { s = s.dropFirst() }
         while s.last == c { s = s.dropLast() }
         return String(s)
+    }
+}
+
+extension ControlService {
+    /// `alerts`: the active alerts, from the running service or, without a daemon, from
+    /// `state_dir/alerts.json` as the last run left it. Local: patients by their configured id.
+    func activeAlerts() async throws(ControlError) -> JSONValue {
+        let list: [Alert]
+        if let alerts {
+            list = await alerts.active
+        } else {
+            do {
+                list = try AlertService.load(path: AlertService.statePath(stateDir: config.stateDir))
+            } catch {
+                throw ControlError(.unavailable, "cannot read the active alerts: \(error)")
+            }
+        }
+        var doc = AlertFormat.listJSON(list, patientReference: { $0 })
+        if case .object(var members) = doc {
+            members.append(.init("enabled", .bool(config.alerts.enabled)))
+            members.append(.init("daemon", .bool(live != nil)))
+            doc = .object(members)
+        }
+        return doc
     }
 }

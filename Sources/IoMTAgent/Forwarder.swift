@@ -55,8 +55,11 @@ public actor Forwarder {
         /// Messages rendered and queued in the client's outbox beyond the window, so that the
         /// MQTT thread can refill the window without waiting for this actor. Default: `window`.
         public var prefetch: Int
+        /// QoS of `.alert` messages (`alerts.qos`); nil: `qos`.
+        public var alertQoS: MQTTQoS?
         public init(window: Int, qos: MQTTQoS, order: Order, refusedRetryDelay: Duration = .seconds(30),
-                    markBacklogInPayload: Bool = true, prefetch: Int? = nil) {
+                    markBacklogInPayload: Bool = true, prefetch: Int? = nil, alertQoS: MQTTQoS? = nil) {
+            self.alertQoS = alertQoS
             self.window = max(1, window)
             self.prefetch = max(0, prefetch ?? window)
             self.qos = qos
@@ -266,7 +269,12 @@ public actor Forwarder {
                 await store.release(batch.map(\.token))
                 return false
             }
-            guard await send(batch) else { return false }
+            // Alerts first (issue 9): ahead of the gap records and live rows the lease puts
+            // before them in the same batch.
+            let ordered = batch.contains { $0.message.kind == .alert }
+                ? batch.filter { $0.message.kind == .alert } + batch.filter { $0.message.kind != .alert }
+                : batch
+            guard await send(ordered) else { return false }
         }
         return false
     }
@@ -302,7 +310,8 @@ public actor Forwarder {
             }
             let tag = nextTag
             nextTag += 1
-            out.append(OutboundMessage(tag: tag, topic: m.topic, payload: payload, qos: settings.qos, userProperties: properties))
+            let qos = m.kind == .alert ? settings.alertQoS ?? settings.qos : settings.qos
+            out.append(OutboundMessage(tag: tag, topic: m.topic, payload: payload, qos: qos, userProperties: properties))
             inflight[tag] = InFlight(token: stored.token, isBacklog: isBacklog, sentAt: now)
             if isBacklog { backlogInFlight += 1 }
         }

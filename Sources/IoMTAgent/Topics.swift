@@ -5,7 +5,7 @@ import IoMTCore
 /// - `<prefix>/readings/<device-id>`: one message per reading (QoS 1 or 2, not retained).
 /// - `<prefix>/status`: retained gateway status: `online` with health, or `offline` (Last Will).
 /// - `<prefix>/status/gaps`: gap records, one per run of lost readings of a device.
-/// - `<prefix>/alerts/...`: reserved for alerts.
+/// - `<prefix>/alerts/<patient-ref>/<rule>`: alert raises and clears (`alerts`, issue 9).
 public struct Topics: Sendable, Equatable {
     public let prefix: String
 
@@ -13,6 +13,14 @@ public struct Topics: Sendable, Equatable {
 
     public var status: String { "\(prefix)/status" }
     public var gaps: String { "\(prefix)/status/gaps" }
+
+    /// `<prefix>/alerts/<patient-ref>/<rule>`: one `iomt-alert/1` message per raise and per
+    /// clear (QoS `alerts.qos`, not retained). `patientRef` is the patient as named on the wire
+    /// (the pseudonym with `output.patient_pseudonym_key_file`); nil (gateway-wide alerts: buffer,
+    /// broker) gives the level `_gateway`.
+    public func alert(patientRef: String?, rule: String) -> String {
+        "\(prefix)/alerts/\(Topics.level(patientRef ?? "_gateway"))/\(Topics.level(rule))"
+    }
 
     public func readings(deviceID: String) -> String {
         "\(prefix)/readings/\(Topics.level(deviceID))"

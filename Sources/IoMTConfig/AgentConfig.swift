@@ -32,13 +32,16 @@ public struct AgentConfig: Sendable, Equatable {
     public var securityKeyFile: String?
     /// `control`: the daemon's control socket (the CLI talks to the daemon over it).
     public var control: Control
+    /// `alerts`: clinical and technical alerts (issue 9). Off by default.
+    public var alerts: Alerts
 
     /// Creates a configuration from already validated parts (``parse(yaml:source:)`` is the
     /// checked way in).
     public init(gateway: Gateway, stateDir: String = AgentConfig.defaultStateDir, log: Log = Log(),
                 broker: Broker, buffer: Buffer = Buffer(), output: Output = Output(),
                 simulators: [Simulator] = [], serial: [Serial] = [], bluetooth: Bluetooth? = nil,
-                control: Control = Control(), securityKeyFile: String? = nil) {
+                control: Control = Control(), securityKeyFile: String? = nil, alerts: Alerts = Alerts()) {
+        self.alerts = alerts
         self.securityKeyFile = securityKeyFile
         self.bluetooth = bluetooth
         self.gateway = gateway
@@ -236,10 +239,29 @@ public struct AgentConfig: Sendable, Equatable {
         public var count: Int?
         /// `seed`: makes the values deterministic. Default: the entry's position counting from 1.
         public var seed: UInt64
+        /// `episode`: pulse oximeter only, a scripted desaturation `{after_s, duration_s, spo2}`
+        /// (issue 9: produces an alert end to end). Nil: none.
+        public var episode: Episode?
+
+        /// `simulators[].episode`.
+        public struct Episode: Sendable, Equatable {
+            public var afterSeconds: Double
+            public var durationSeconds: Double
+            public var spo2: Double
+            /// `alternate_s`: flap: spo2 for this long, the normal value for this long, ... (nil: steady).
+            public var alternateSeconds: Double?
+            public init(afterSeconds: Double, durationSeconds: Double, spo2: Double, alternateSeconds: Double? = nil) {
+                self.afterSeconds = afterSeconds
+                self.durationSeconds = durationSeconds
+                self.spo2 = spo2
+                self.alternateSeconds = alternateSeconds
+            }
+        }
 
         /// Creates a simulator entry.
         public init(id: String, profile: SimulatorProfile, patient: String, rate: Double,
-                    count: Int? = nil, seed: UInt64) {
+                    count: Int? = nil, seed: UInt64, episode: Episode? = nil) {
+            self.episode = episode
             self.id = id
             self.profile = profile
             self.patient = patient

@@ -16,7 +16,7 @@ extension AgentConfig {
 
 /// The keys each mapping accepts, in the order the documentation lists them.
 enum Keys {
-    static let top = ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators", "serial", "bluetooth", "control", "security"]
+    static let top = ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators", "serial", "bluetooth", "control", "security", "alerts"]
     static let security = ["key_file"]
     static let control = ["socket", "group"]
     static let gateway = ["id"]
@@ -28,7 +28,8 @@ enum Keys {
     static let buffer = ["max_bytes", "on_full", "order", "backlog_share", "commit_max_delay_ms",
                          "commit_max_batch"]
     static let output = ["format", "patient_pseudonym_key_file", "units"]
-    static let simulator = ["profile", "patient", "rate", "count", "id", "seed"]
+    static let simulator = ["profile", "patient", "rate", "count", "id", "seed", "episode"]
+    static let simulatorEpisode = ["after_s", "duration_s", "spo2", "alternate_s"]
     static let serial = ["profile", "patient", "port", "match", "id", "baud", "data_bits", "parity", "stop_bits",
                          "rtscts", "reconnect_min_ms", "reconnect_max_ms", "line_profile"]
     static let serialMatch = ["vendor_id", "product_id", "serial"]
@@ -37,7 +38,7 @@ enum Keys {
     static let allNames: Set<String> = Set(top + gateway + log + broker + buffer + output + simulator + serial + control
         + security + serialMatch + BluetoothKeys.section + BluetoothKeys.device + lineProfile + lineProfileLine + lineProfileMeasurement
         + lineProfileFlags + lineProfileBit + BluetoothKeys.broadcaster + advertisementProfile + advertisementSource
-        + advertisementCondition + advertisementField)
+        + advertisementCondition + advertisementField + AlertKeys.section + AlertKeys.hook + AlertKeys.rule + simulatorEpisode)
 
     /// Every known key path, for "did you mean" across sections.
     static let allPaths: [String] = top
@@ -47,6 +48,8 @@ enum Keys {
         + serial.map { "serial[].\($0)" } + serialMatch.map { "serial[].match.\($0)" }
         + BluetoothKeys.section.map { "bluetooth.\($0)" } + BluetoothKeys.device.map { "bluetooth.devices[].\($0)" }
         + BluetoothKeys.broadcaster.map { "bluetooth.broadcasters[].\($0)" }
+        + AlertKeys.section.map { "alerts.\($0)" } + AlertKeys.hook.map { "alerts.hook.\($0)" }
+        + AlertKeys.rule.map { "alerts.rules[].\($0)" }
 }
 
 /// The configuration-specific rules: which keys exist, their types, ranges and defaults.
@@ -157,10 +160,11 @@ extension ConfigReader {
             }
         }
 
-        guard let gatewayID, let broker, let buffer, let simulators, let serial, let bluetooth else { return nil }
+        let alerts = buildAlerts(top)
+        guard let gatewayID, let broker, let buffer, let simulators, let serial, let bluetooth, let alerts else { return nil }
         return AgentConfig(gateway: .init(id: gatewayID), stateDir: stateDir, log: log, broker: broker,
                            buffer: buffer, output: output, simulators: simulators, serial: serial, bluetooth: bluetooth,
-                           control: control, securityKeyFile: securityKeyFile)
+                           control: control, securityKeyFile: securityKeyFile, alerts: alerts)
     }
 
     mutating func buildBroker(_ top: Section, gatewayID: String) -> AgentConfig.Broker? {
@@ -393,11 +397,28 @@ extension ConfigReader {
                     seen[id] = path
                 }
             }
+            var episode: AgentConfig.Simulator.Episode?
+            if let node = value(s, "episode"),
+               let e = section(node, path: s.path("episode"), parentLine: line(s, "episode"), keys: Keys.simulatorEpisode) {
+                if profile != nil, profile != .pulseOximeter {
+                    report(s.path("episode"), line(s, "episode"), "only the pulse-oximeter simulator plays an episode")
+                }
+                let after = number(e, "after_s", { $0 >= 0 && $0 <= 86_400 }, rangeMessage: "must be between 0 and 86400")
+                let duration = number(e, "duration_s", { $0 > 0 && $0 <= 86_400 }, rangeMessage: "must be more than 0 and at most 86400")
+                let spo2 = number(e, "spo2", { $0 >= 0 && $0 <= 100 }, rangeMessage: "must be between 0 and 100")
+                for (key, v) in [("after_s", after), ("duration_s", duration), ("spo2", spo2)] where v == nil && value(e, key) == nil {
+                    report(e.path(key), line(e, key), "is required")
+                }
+                let alternate = number(e, "alternate_s", { $0 > 0 && $0 <= 3600 }, rangeMessage: "must be more than 0 and at most 3600")
+                if let after, let duration, let spo2 {
+                    episode = .init(afterSeconds: after.0, durationSeconds: duration.0, spo2: spo2.0, alternateSeconds: alternate?.0)
+                }
+            }
             guard problems.count == before, let profile, let patient, let rate, let id else {
                 ok = false
                 continue
             }
-            result.append(.init(id: id, profile: profile, patient: patient, rate: rate, count: count, seed: seed))
+            result.append(.init(id: id, profile: profile, patient: patient, rate: rate, count: count, seed: seed, episode: episode))
         }
         return ok ? result : nil
     }

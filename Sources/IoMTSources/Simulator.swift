@@ -14,7 +14,32 @@ public enum SimulatedProfile: String, Sendable, CaseIterable {
 /// Pacing: reading *n* is due at `start + n / rate`; a source that falls behind (because the
 /// sink applied back-pressure) does not burst to catch up beyond the readings already due.
 public struct SimulatorSource: ReadingSource {
+    /// A scripted desaturation for the pulse oximeter (issue 9): from `afterSeconds` for
+    /// `durationSeconds` of reading time (reading index / rate) SpO2 is `spo2` and no reading
+    /// is a "finger out" one; before and after, the readings are exactly those without it.
+    /// With `alternateSeconds`, the episode flaps: `spo2` for that long, then the normal value
+    /// for that long, and so on (values flapping around a threshold).
+    public struct Episode: Hashable, Sendable {
+        public var afterSeconds: Double
+        public var durationSeconds: Double
+        public var spo2: Double
+        public var alternateSeconds: Double?
+        public init(afterSeconds: Double, durationSeconds: Double, spo2: Double, alternateSeconds: Double? = nil) {
+            self.afterSeconds = afterSeconds
+            self.durationSeconds = durationSeconds
+            self.spo2 = spo2
+            self.alternateSeconds = alternateSeconds
+        }
+
+        func applies(at elapsed: Double) -> Bool {
+            guard elapsed >= afterSeconds, elapsed < afterSeconds + durationSeconds else { return false }
+            guard let period = alternateSeconds, period > 0 else { return true }
+            return Int(((elapsed - afterSeconds) / period).rounded(.down)) % 2 == 0
+        }
+    }
+
     public let device: DeviceRef
+    public let episode: Episode?
     public let patientID: String
     public let rate: Double
     public let count: Int?
@@ -27,7 +52,8 @@ public struct SimulatorSource: ReadingSource {
     }
 
     public init(id: String, profile: SimulatedProfile, patientID: String, rate: Double, count: Int?,
-                seed: UInt64, clock: any WallClock = SystemWallClock()) {
+                seed: UInt64, clock: any WallClock = SystemWallClock(), episode: Episode? = nil) {
+        self.episode = episode
         self.device = DeviceRef(id: id, profile: profile.rawValue, transport: .simulated,
                                 serialNumber: "SIM-\(profile.rawValue)-\(seed)")
         self.patientID = patientID
@@ -59,8 +85,11 @@ public struct SimulatorSource: ReadingSource {
         let observations: [Observation]
         switch profile {
         case .pulseOximeter:
+            let elapsed = Double(index) / max(rate, 0.001)
+            let inEpisode = episode.map { $0.afterSeconds <= elapsed && elapsed < $0.afterSeconds + $0.durationSeconds } ?? false
+            let lowNow = episode?.applies(at: elapsed) ?? false
             // Every 40th reading the "finger is out": no number, a status instead.
-            if index % 40 == 39 {
+            if index % 40 == 39, !inEpisode {
                 observations = [
                     Observation(code: .pulseOximetrySpO2, value: .unavailable(.sensorOff), unit: .percent),
                     Observation(code: .pulseOximetryPulseRate, value: .unavailable(.sensorOff), unit: .perMinute),
@@ -73,8 +102,9 @@ public struct SimulatorSource: ReadingSource {
                     let frac = phase - phase.rounded(.down)
                     return (frac < 0.3 ? frac / 0.3 : (1 - frac) / 0.7) * 100
                 }.map { ($0 * 10).rounded() / 10 }
+                let spo2 = Double(94 + rng.next() % 6)
                 observations = [
-                    Observation(code: .pulseOximetrySpO2, value: .numeric(Double(94 + rng.next() % 6)), unit: .percent),
+                    Observation(code: .pulseOximetrySpO2, value: .numeric(lowNow ? episode?.spo2 ?? spo2 : spo2), unit: .percent),
                     Observation(code: .pulseOximetryPulseRate, value: .numeric(pulse), unit: .perMinute),
                     Observation(code: .pulseOximetryPerfusionIndex, value: .numeric(Double(10 + rng.next() % 40) / 10), unit: .percent),
                     Observation(code: .pulseOximetryPleth, value: .waveform(samples: samples, samplePeriodMilliseconds: 1000.0 / 75),

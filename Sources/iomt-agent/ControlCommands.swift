@@ -92,6 +92,35 @@ struct Devices: AsyncParsableCommand {
     }
 }
 
+struct Alerts: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Active clinical and technical alerts (issue 9, docs/alerts.md).",
+        discussion: "Without a running agent: the alerts the last run left active (state_dir/alerts.json).")
+    @OptionGroup var options: ConfigOptions
+    @Flag(name: .long, help: "Print the result as JSON.") var json = false
+
+    func run() async throws {
+        try await withSession(options, standalone: true) { s in
+            let r = try await s.call("alerts")
+            printFlushed(json ? r.text : alertsText(r))
+        }
+    }
+
+    func alertsText(_ r: JSONValue) -> String {
+        let list = r["alerts"]?.arrayValue ?? []
+        var out = ""
+        if r["enabled"]?.boolValue == false { out += "alerts are not enabled (alerts.enabled in the configuration)\n" }
+        if r["daemon"]?.boolValue == false { out += "agent not running: alerts active when it stopped\n" }
+        if list.isEmpty { return out + "no active alerts" }
+        func s(_ v: JSONValue?) -> String { v?.stringValue ?? "-" }
+        let rows = list.map { a in
+            [s(a["alert_id"]), s(a["rule"]), s(a["kind"]), s(a["severity"]), s(a["patient"]), s(a["device_id"]),
+             s(a["raised_at"]), s(a["summary"])]
+        }
+        return out + TextRendering.table(["ALERT", "RULE", "KIND", "SEVERITY", "PATIENT", "DEVICE", "RAISED", "CONDITION"], rows)
+    }
+}
+
 struct Assign: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Bind a device to another patient (audited). Works without a running agent.")

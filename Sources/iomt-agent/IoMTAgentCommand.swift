@@ -16,7 +16,7 @@ struct IoMTAgentCommand: AsyncParsableCommand {
             Control commands talk to the running agent over control.socket (default /run/iomt-agent/control.sock).
             """,
         version: Agent.version,
-        subcommands: [Run.self, Status.self, Devices.self, Scan.self, Pair.self, Assign.self, Discharge.self,
+        subcommands: [Run.self, Status.self, Devices.self, Alerts.self, Scan.self, Pair.self, Assign.self, Discharge.self,
                       Buffer.self, ConfigCommand.self, Simulate.self],
         defaultSubcommand: nil)
 }

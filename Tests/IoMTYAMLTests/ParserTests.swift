@@ -77,7 +77,7 @@ func readRepositoryFile(_ relative: String) throws -> String {
         #expect(root.at("gateway.id")?.column == 7)
         guard case let .mapping(top) = root else { Issue.record("top"); return }
         #expect(top.keys.compactMap { $0.scalar?.string } ==
-                ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators", "serial", "control", "security"])
+                ["gateway", "state_dir", "log", "broker", "buffer", "output", "simulators", "serial", "control", "security", "alerts"])
     }
 
     @Test func demoYAML() throws {
