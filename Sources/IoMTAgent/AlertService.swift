@@ -171,6 +171,9 @@ public actor AlertService {
                     guard let patient = engine.patientID(of: s.deviceID) ?? settings.knownDevices[s.deviceID]?.patient else { continue }
                     out += engine.sourceStatus(deviceID: s.deviceID, profile: s.profile, patientID: patient,
                                                connected: s.connected, now: now)
+                    if let level = s.batteryPercent {
+                        out += engine.batteryLevel(deviceID: s.deviceID, percent: level, now: now)
+                    }
                 }
                 events = out
             case .bufferFill(let used, let max):

@@ -219,7 +219,7 @@ public struct AlertEngine: Sendable {
                 events += step(key, rule, ctx, eval, now: now, id: id, value: value)
             case .batteryLow(let percent, let clearPercent):
                 guard let value = Self.value(of: .batteryCharge, in: reading) else { continue }
-                let eval: Eval = value.map { v in v <= percent ? .raising : v > clearPercent ? .clearing : .neither } ?? .unknown
+                let eval: Eval = value.map { v in Self.battery(v, raiseAt: percent, clearAbove: clearPercent) } ?? .unknown
                 events += step(key, rule, ctx, eval, now: now, id: id, value: value)
             case .rateOfChange(let code, let delta, let window):
                 guard fresh, let value = Self.value(of: code, in: reading, unit: rule.unit) else { continue }
@@ -271,6 +271,25 @@ public struct AlertEngine: Sendable {
             let ctx = Context(patientID: device.patientID, deviceID: deviceID, profile: device.profile)
             events += step(Key(rule: rule.name, device: deviceID), rule, ctx,
                            offsetMs.magnitude > maxOffset ? .raising : .clearing, now: now, id: nil, value: Double(offsetMs) / 1000)
+        }
+        return events
+    }
+
+    private static func battery(_ v: Double, raiseAt percent: Double, clearAbove clearPercent: Double) -> Eval {
+        v <= percent ? .raising : v > clearPercent ? .clearing : .neither
+    }
+
+    /// A battery level a source read from the device outside its readings (the Bluetooth
+    /// Battery Service, read on each connection), in percent.
+    public mutating func batteryLevel(deviceID: String, percent: Int, now: UInt64) -> [AlertEvent] {
+        guard let device = devices[deviceID] else { return [] }
+        var events: [AlertEvent] = []
+        for rule in rules(profile: device.profile, patientID: device.patientID) {
+            guard case .batteryLow(let raiseAt, let clearAbove) = rule.condition else { continue }
+            let ctx = Context(patientID: device.patientID, deviceID: deviceID, profile: device.profile)
+            events += step(Key(rule: rule.name, device: deviceID), rule, ctx,
+                           Self.battery(Double(percent), raiseAt: raiseAt, clearAbove: clearAbove), now: now, id: nil,
+                           value: Double(percent))
         }
         return events
     }

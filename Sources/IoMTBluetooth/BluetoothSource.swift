@@ -85,6 +85,13 @@ public final class StatusBoard: Sendable {
 
     func snapshot() -> [SourceStatus] {
         let ids = order.withLock { $0 }
-        return entries.withLock { e in ids.compactMap { e[$0] } }
+        let levels = batteries.withLock { $0 }
+        return entries.withLock { e in
+            ids.compactMap { id in
+                guard var s = e[id] else { return nil }
+                s.batteryPercent = levels[id]
+                return s
+            }
+        }
     }
 }

@@ -76,12 +76,17 @@ public struct SourceStatus: Hashable, Sendable {
     public var connected: Bool
     /// A short, PHI-free description of the link or device state (e.g. "waiting for /dev/iomt/ox-1").
     public var detail: String?
+    /// The device's battery level in percent as last read from it (Bluetooth Battery Service),
+    /// nil when unknown. Feeds the battery-low alert.
+    public var batteryPercent: Int?
 
-    public init(deviceID: String, profile: String, transport: Transport, connected: Bool, detail: String? = nil) {
+    public init(deviceID: String, profile: String, transport: Transport, connected: Bool, detail: String? = nil,
+                batteryPercent: Int? = nil) {
         self.deviceID = deviceID
         self.profile = profile
         self.transport = transport
         self.connected = connected
         self.detail = detail
+        self.batteryPercent = batteryPercent
     }
 }

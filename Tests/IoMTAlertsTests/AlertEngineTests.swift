@@ -291,6 +291,23 @@ struct TechnicalAlertTests {
         #expect(battery(21, 3).map(\.phase) == [.clear])
     }
 
+    @Test("a battery level read outside the readings (Bluetooth Battery Service) raises and clears the same alert")
+    func batteryLevelFromTheSourceStatus() {
+        var engine = AlertEngine(rules: [AlertRule(name: "battery-low", condition: .batteryLow(percent: 15, clearPercent: 20))], seed: 9)
+        // Unknown device: nothing to attribute the level to.
+        #expect(engine.batteryLevel(deviceID: "hr-1", percent: 5, now: Fixture.t0).isEmpty)
+        engine.register(deviceID: "hr-1", profile: "heart-rate", patientID: "p-1", now: Fixture.t0)
+        #expect(engine.batteryLevel(deviceID: "hr-1", percent: 40, now: Fixture.t0 + 1000).isEmpty)
+        let raised = engine.batteryLevel(deviceID: "hr-1", percent: 12, now: Fixture.t0 + 2000)
+        #expect(raised.map(\.phase) == [.raise])
+        #expect(raised.first?.alert.deviceID == "hr-1")
+        // Reported again on every status heartbeat: no second raise.
+        #expect(engine.batteryLevel(deviceID: "hr-1", percent: 12, now: Fixture.t0 + 3000).isEmpty)
+        let cleared = engine.batteryLevel(deviceID: "hr-1", percent: 90, now: Fixture.t0 + 4000)
+        #expect(cleared.map(\.phase) == [.clear])
+        #expect(cleared.first?.alert.id == raised.first?.alert.id)
+    }
+
     @Test("a device clock off by more than 60 s raises on live device-timed readings only")
     func clockDrift() {
         var engine = AlertEngine(rules: [AlertRule(name: "clock-drift", condition: .clockDrift(maxOffsetMs: 60_000))], seed: 8)
