@@ -74,4 +74,45 @@ struct BluetoothAgentTests {
         #expect(shark.output.contains("HCI_CMD") && shark.output.contains("HCI_EVT"), "\(shark.output.prefix(2000))")
         #expect(shark.output.contains("ATT"), "\(shark.output.prefix(2000))")
     }
+
+    /// Issue 9: the battery level the host reads from the Battery Service on connection raises the
+    /// battery-low alert (no Bluetooth profile carries it inside its readings).
+    @Test func aLowBatteryReadOverBluetoothRaisesTheBatteryLowAlert() async throws {
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [
+            .init(kind: .heartRate, name: "hr1", address: "F0:F1:F2:F3:F4:05", options: ["battery": 9, "interval_ms": 200]),
+        ]))
+        defer { world.kill() }
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        // The harness sets status_interval_s: 1, so the level is looked at every second.
+        let setup = AgentSetup(gateway: "ble-battery", stateDir: dir.file("state"), brokerURL: broker.url)
+        try dir.write("agent.yaml", setup.yaml() + """
+            bluetooth:
+              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
+              reconnect_min_ms: 200
+              devices:
+                - {id: hr-5, address: "F0:F1:F2:F3:F4:05", profile: heart-rate, patient: P-5}
+            alerts:
+              enabled: true
+              rules:
+                - name: battery-low
+                  type: battery-low
+                  percent: 15
+
+            """)
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/alerts/#")
+        defer { sub.stop() }
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { agent.signal(SIGKILL) }
+        #expect(await sub.waitUntil(timeout: .seconds(40)) { $0.contains { $0.topic.hasSuffix("/battery-low") } },
+                "no battery-low alert: \(agent.output.value.suffix(3000))")
+        let alert = try #require(sub.messages.first { $0.topic.hasSuffix("/battery-low") })
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(alert.payloadString.utf8)) as? [String: Any])
+        #expect(o["event"] as? String == "raise", "\(o)")
+        #expect(alert.payloadString.contains("hr-5"), "\(alert.payloadString)")
+        #expect(alert.topic == "\(setup.prefix)/alerts/P-5/battery-low", "\(alert.topic)")
+        agent.signal(SIGTERM)
+        _ = await agent.waitForExit(timeout: .seconds(20))
+    }
 }
