@@ -28,6 +28,9 @@ for line in sys.stdin:
     elif doc.get("schema") == "iomt-status/1":
         buf = doc.get("buffer", {})
         print(f"broker> status {doc['state']} buffered={buf.get('messages')} lost={doc.get('readings_lost')}", flush=True)
+    elif doc.get("schema") == "iomt-alert/1":
+        device = (doc.get("device") or {}).get("id", "-")
+        print(f"broker> ALERT {doc['event']} {doc['rule']} ({doc['severity']}) {doc.get('patient_id') or '-'} {device}: {doc['summary']}", flush=True)
     elif doc.get("schema") == "iomt-gap/1":
         print(f"broker> GAP {doc['device_id']} #{doc['first_sequence']}-{doc['last_sequence']} ({doc['count']} lost: {doc['reason']})", flush=True)
     else:

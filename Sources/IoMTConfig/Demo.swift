@@ -1,6 +1,8 @@
 extension AgentConfig {
     /// The demo configuration: three simulated devices (pulse oximeter, blood pressure,
-    /// thermometer) for one patient, a local broker at `127.0.0.1:1883`, state in `./run/state`.
+    /// thermometer) for one patient, a local broker at `127.0.0.1:1883`, state in `./run/state`,
+    /// and the default alert rules, with a desaturation episode 20 s into the oximeter's run so
+    /// the demo shows an SpO2 alert raised (after its 15 s) and cleared.
     /// `iomt-agent demo` runs on this when no `--config` is given.
     public static let demoYAML = """
         # iomt-agent demo: simulated devices, local broker, state under ./run.
@@ -27,6 +29,7 @@ extension AgentConfig {
             patient: P-1001
             rate: 1.0
             id: sim-oximeter-1
+            episode: {after_s: 20, duration_s: 40, spo2: 86}
           - profile: blood-pressure
             patient: P-1001
             rate: 0.2
@@ -35,6 +38,9 @@ extension AgentConfig {
             patient: P-1001
             rate: 0.5
             id: sim-thermometer-1
+        alerts:
+          enabled: true
+          defaults: true
         """
 
     /// The demo configuration (``demoYAML``) with its state directory and broker port replaced.

@@ -84,7 +84,8 @@ func readRepositoryFile(_ relative: String) throws -> String {
         let root = try parse(AgentConfig.demoYAML)
         #expect(root.text("simulators[1].id") == "sim-bp-1")
         #expect(root.text("simulators[2].rate") == "0.5")
-        #expect(root.at("simulators[2].rate")?.line == 31)
+        #expect(root.at("simulators[2].rate")?.line == 32)
+        #expect(root.text("alerts.enabled") == "true")
         #expect(root.text("broker.url") == "mqtt://127.0.0.1:1883")
     }
 
