@@ -41,6 +41,30 @@ struct AlertsEndToEndTests {
         }
     }
 
+    /// The outage an agent starts in: a broker with persistence, a subscriber with a persistent
+    /// session on `<prefix>/#` (what the broker accepts before the subscriber is back is queued
+    /// for it in order), then the broker stopped. `configure` adjusts the agent's setup.
+    struct Outage {
+        let broker: MosquittoBroker
+        let sub: MQTTTestSubscriber
+        let setup: AgentSetup
+    }
+
+    static func startOutage(gateway: String, dir: TempDir, configure: (inout AgentSetup) -> Void = { _ in }) async throws -> Outage {
+        let broker = try await MosquittoBroker.start(BrokerOptions(persistence: true))
+        do {
+            var setup = AgentSetup(gateway: gateway, stateDir: dir.file("state"), brokerURL: broker.url)
+            configure(&setup)
+            let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#",
+                                                         clientID: gateway, persistentSession: true, qos: 1)
+            await broker.stop()
+            return Outage(broker: broker, sub: sub, setup: setup)
+        } catch {
+            broker.killNow()
+            throw error
+        }
+    }
+
     /// The harness configuration plus an oximeter with an episode, the alerts section and a control socket.
     static func yaml(_ setup: AgentSetup, rate: Double, count: Int?, episode: String, alerts: String, socket: String) -> String {
         var sim = ["simulators:", "  - id: ox-1", "    profile: pulse-oximeter", "    patient: P-ALERT-1", "    rate: \(rate)",
@@ -134,15 +158,10 @@ struct AlertsEndToEndTests {
     @Test(arguments: ["fifo", "live-first"])
     func alertRaisedDuringOutageIsSentBeforeTheBacklog(order: String) async throws {
         let dir = try TempDir()
-        let broker = try await MosquittoBroker.start(BrokerOptions(persistence: true))
+        let outage = try await Self.startOutage(gateway: "alerts-outage-\(order)", dir: dir) { $0.order = order }
+        let (broker, sub, setup) = (outage.broker, outage.sub, outage.setup)
         defer { broker.killNow() }
-        var setup = AgentSetup(gateway: "alerts-outage-\(order)", stateDir: dir.file("state"), brokerURL: broker.url)
-        setup.order = order
-        // A persistent session: what the broker accepts before the subscriber is back is queued for it in order.
-        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#",
-                                                     clientID: "alerts-outage-\(order)", persistentSession: true, qos: 1)
         defer { sub.stop() }
-        await broker.stop()
         let alerts = """
               enabled: true
               rules:
@@ -305,15 +324,10 @@ extension AlertsEndToEndTests {
     /// records and the backlog, and it clears once the buffer drained.
     @Test func bufferHighIsRaisedDuringAnOutageAndSentBeforeGapRecords() async throws {
         let dir = try TempDir()
-        let broker = try await MosquittoBroker.start(BrokerOptions(persistence: true))
+        let outage = try await Self.startOutage(gateway: "alerts-buffer", dir: dir) { $0.maxBytes = "64KiB"; $0.onFull = "drop-oldest" }
+        let (broker, sub, setup) = (outage.broker, outage.sub, outage.setup)
         defer { broker.killNow() }
-        var setup = AgentSetup(gateway: "alerts-buffer", stateDir: dir.file("state"), brokerURL: broker.url)
-        setup.maxBytes = "64KiB"
-        setup.onFull = "drop-oldest"
-        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#",
-                                                     clientID: "alerts-buffer", persistentSession: true, qos: 1)
         defer { sub.stop() }
-        await broker.stop()
         let alerts = """
               enabled: true
               rules:
@@ -344,15 +358,10 @@ extension AlertsEndToEndTests {
     /// is stored (and published) once the drain made room, instead of being dropped.
     @Test func alertRefusedByAFullBufferIsStoredOnceThereIsRoom() async throws {
         let dir = try TempDir()
-        let broker = try await MosquittoBroker.start(BrokerOptions(persistence: true))
+        let outage = try await Self.startOutage(gateway: "alerts-full", dir: dir) { $0.maxBytes = "64KiB"; $0.onFull = "reject" }
+        let (broker, sub, setup) = (outage.broker, outage.sub, outage.setup)
         defer { broker.killNow() }
-        var setup = AgentSetup(gateway: "alerts-full", stateDir: dir.file("state"), brokerURL: broker.url)
-        setup.maxBytes = "64KiB"
-        setup.onFull = "reject"
-        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#",
-                                                     clientID: "alerts-full", persistentSession: true, qos: 1)
         defer { sub.stop() }
-        await broker.stop()
         let alerts = """
               enabled: true
               rules:
