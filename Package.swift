@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "IoMTThreads"),
         .target(
             name: "IoMTConfig",
-            dependencies: ["IoMTCore", "IoMTYAML"]
+            dependencies: ["IoMTCore", "IoMTYAML", "IoMTSources"]
         ),
         .target(
             name: "IoMTBuffer",

@@ -323,8 +323,7 @@ public struct Agent: Service {
         let simulators: [any ReadingSource] = config.simulators.map { sim in
             SimulatorSource(id: sim.id, profile: SimulatedProfile(rawValue: sim.profile.rawValue) ?? .pulseOximeter,
                             patientID: sim.patient, rate: sim.rate, count: sim.count, seed: sim.seed, clock: clock,
-                            episode: sim.episode.map { .init(afterSeconds: $0.afterSeconds, durationSeconds: $0.durationSeconds, spo2: $0.spo2,
-                                                         alternateSeconds: $0.alternateSeconds) })
+                            episode: sim.episode)
         }
         return simulators + makeSerialSources(config: config, clock: clock, logger: logger, cursors: cursors)
     }

@@ -1,3 +1,5 @@
+import IoMTSources
+
 /// The agent's configuration, read from YAML (`deploy/agent.yaml` documents every key).
 ///
 /// Build one with ``parse(yaml:source:)`` or ``load(path:)``: both check every key and
@@ -243,20 +245,8 @@ public struct AgentConfig: Sendable, Equatable {
         /// (issue 9: produces an alert end to end). Nil: none.
         public var episode: Episode?
 
-        /// `simulators[].episode`.
-        public struct Episode: Sendable, Equatable {
-            public var afterSeconds: Double
-            public var durationSeconds: Double
-            public var spo2: Double
-            /// `alternate_s`: flap: spo2 for this long, the normal value for this long, ... (nil: steady).
-            public var alternateSeconds: Double?
-            public init(afterSeconds: Double, durationSeconds: Double, spo2: Double, alternateSeconds: Double? = nil) {
-                self.afterSeconds = afterSeconds
-                self.durationSeconds = durationSeconds
-                self.spo2 = spo2
-                self.alternateSeconds = alternateSeconds
-            }
-        }
+        /// `simulators[].episode` (`alternate_s`: flapping): the simulator's own episode type.
+        public typealias Episode = SimulatorSource.Episode
 
         /// Creates a simulator entry.
         public init(id: String, profile: SimulatorProfile, patient: String, rate: Double,

@@ -65,6 +65,15 @@ struct AlertsEndToEndTests {
         }
     }
 
+    /// The `alerts:` section with one rule: SpO2 (MDC 150456) below 90 % for `forSeconds`,
+    /// clearing at 92 % (after `clearAfterSeconds` when given).
+    static func spo2LowRule(forSeconds: Int, clearAfterSeconds: Int? = nil) -> String {
+        var lines = ["  enabled: true", "  rules:", "    - name: spo2-low", "      type: threshold",
+                     "      code: 150456", "      below: 90", "      clear: 92", "      for_s: \(forSeconds)"]
+        if let clearAfterSeconds { lines.append("      clear_after_s: \(clearAfterSeconds)") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     /// The harness configuration plus an oximeter with an episode, the alerts section and a control socket.
     static func yaml(_ setup: AgentSetup, rate: Double, count: Int?, episode: String, alerts: String, socket: String) -> String {
         var sim = ["simulators:", "  - id: ox-1", "    profile: pulse-oximeter", "    patient: P-ALERT-1", "    rate: \(rate)",
@@ -162,15 +171,7 @@ struct AlertsEndToEndTests {
         let (broker, sub, setup) = (outage.broker, outage.sub, outage.setup)
         defer { broker.killNow() }
         defer { sub.stop() }
-        let alerts = """
-              enabled: true
-              rules:
-                - name: spo2-low
-                  type: threshold
-                  code: 150456
-                  below: 90
-                  clear: 92
-                  for_s: 2
+        let alerts = Self.spo2LowRule(forSeconds: 2) + """
                 - name: broker-down
                   type: broker-unreachable
                   after_s: 3
@@ -212,17 +213,7 @@ struct AlertsEndToEndTests {
         let setup = AgentSetup(gateway: "alerts-flap", stateDir: dir.file("state"), brokerURL: broker.url)
         let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#", qos: 1)
         defer { sub.stop() }
-        let alerts = """
-              enabled: true
-              rules:
-                - name: spo2-low
-                  type: threshold
-                  code: 150456
-                  below: 90
-                  clear: 92
-                  for_s: 5
-
-            """
+        let alerts = Self.spo2LowRule(forSeconds: 5)
         try dir.write("agent.yaml", Self.yaml(setup, rate: 10, count: 250, episode: "{after_s: 2, duration_s: 20, spo2: 89, alternate_s: 0.5}",
                                               alerts: alerts, socket: dir.file("ctl.sock")))
         let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml"), "--exit-when-drained"])
@@ -247,18 +238,7 @@ extension AlertsEndToEndTests {
         let setup = AgentSetup(gateway: "alerts-restart", stateDir: dir.file("state"), brokerURL: broker.url)
         let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/#", qos: 1)
         defer { sub.stop() }
-        let alerts = """
-              enabled: true
-              rules:
-                - name: spo2-low
-                  type: threshold
-                  code: 150456
-                  below: 90
-                  clear: 92
-                  for_s: 1
-                  clear_after_s: 1
-
-            """
+        let alerts = Self.spo2LowRule(forSeconds: 1, clearAfterSeconds: 1)
         // First run: desaturated from the start, stopped while the alert is active.
         try dir.write("agent.yaml", Self.yaml(setup, rate: 5, count: nil, episode: "{after_s: 0, duration_s: 3600, spo2: 80}",
                                               alerts: alerts, socket: dir.file("ctl.sock")))
@@ -293,17 +273,7 @@ extension AlertsEndToEndTests {
         setup.format = "fhir"
         let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/alerts/#", qos: 1)
         defer { sub.stop() }
-        let alerts = """
-              enabled: true
-              rules:
-                - name: spo2-low
-                  type: threshold
-                  code: 150456
-                  below: 90
-                  clear: 92
-                  for_s: 1
-
-            """
+        let alerts = Self.spo2LowRule(forSeconds: 1)
         try dir.write("agent.yaml", Self.yaml(setup, rate: 5, count: 30, episode: "{after_s: 1, duration_s: 2, spo2: 80}",
                                               alerts: alerts, socket: dir.file("ctl.sock")))
         let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml"), "--exit-when-drained"])
@@ -362,17 +332,7 @@ extension AlertsEndToEndTests {
         let (broker, sub, setup) = (outage.broker, outage.sub, outage.setup)
         defer { broker.killNow() }
         defer { sub.stop() }
-        let alerts = """
-              enabled: true
-              rules:
-                - name: spo2-low
-                  type: threshold
-                  code: 150456
-                  below: 90
-                  clear: 92
-                  for_s: 1
-
-            """
+        let alerts = Self.spo2LowRule(forSeconds: 1)
         // The buffer (64 KiB) is full within a second; the desaturation starts at 4 s of readings.
         try dir.write("agent.yaml", Self.yaml(setup, rate: 100, count: nil, episode: "{after_s: 4, duration_s: 3600, spo2: 80}",
                                               alerts: alerts, socket: dir.file("ctl.sock")))
