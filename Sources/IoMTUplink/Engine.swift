@@ -75,14 +75,15 @@ private let onLog: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int
 /// `@unchecked Sendable`, and why that is sound: the stored properties are either immutable
 /// (`config`, `mosq`, the wake pipe, `callbacks`, `continuation` — the latter two Sendable) or inside
 /// a `Mutex` (`state`, `qos0Pending`). The raw `mosquitto*` is used from two kinds of threads:
-/// - the loop thread: `mosquitto_connect_bind_v5`, `mosquitto_loop`, `mosquitto_ssl_get`;
+/// - the loop thread: `mosquitto_connect_bind_v5`, `mosquitto_loop` (while connecting),
+///   `mosquitto_loop_read`/`_write`/`_misc` (once connected), `mosquitto_ssl_get`;
 /// - caller threads: `mosquitto_publish_v5` and `mosquitto_disconnect_v5` only.
 /// libmosquitto 2.0 (built WITH_THREADING on Debian) protects what those share with its own
 /// pthread mutexes (`msgs_out.mutex`, `out_packet_mutex`, `current_out_packet_mutex`,
 /// `state_mutex`, `mid_mutex`), exactly as in its supported "publish from any thread while
 /// `mosquitto_loop_start` runs" usage. With `mosquitto_threaded_set(true)` a publish from a
-/// caller thread only queues the packet and wakes the loop through the socket pair
-/// (lib/packet_mosq.c `packet__queue`); it never writes the socket itself. (`mosquitto__connect_init`
+/// caller thread only queues the packet (lib/packet_mosq.c `packet__queue`); it never writes
+/// the socket itself, and the caller then rings our wake pipe, on which the loop thread waits. (`mosquitto__connect_init`
 /// sets host and quota fields without a lock while a publish may run; `message__reconnect_reset`
 /// then recomputes the quota under `msgs_out.mutex` — the same interleaving libmosquitto's own
 /// `mosquitto_loop_start` reconnects have.) Everything else
@@ -109,7 +110,8 @@ final class Engine: @unchecked Sendable {
     let mosq: OpaquePointer
     let callbacks = CallbackInbox()
     let continuation: AsyncStream<MQTTEvent>.Continuation
-    /// Self-pipe that wakes the backoff wait in `stop()`.
+    /// Self-pipe that wakes the loop thread: its backoff wait and its connected turn (`poll`).
+    /// Rung by `stop()`, a reload, and publishes from other threads.
     let wakeFD: Int32
     let wakeWriteFD: Int32
     let state = Mutex(State())
@@ -232,6 +234,10 @@ final class Engine: @unchecked Sendable {
                                        config.protocolVersion == .v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311),
                   "protocol version")
         try check(mosquitto_threaded_set(m, true), "threaded mode")
+        // No Nagle: the loop thread corks the socket around each burst of writes instead (see
+        // `writeQueued` in LoopThread.swift), so a burst leaves as few full segments and nothing small waits
+        // for the broker's delayed ACK (with Nagle on, drains stalled for ~40 ms at a time).
+        try check(mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1), "TCP_NODELAY")
         if config.username != nil || config.password != nil {
             try check(mosquitto_username_pw_set(m, config.username, config.password), "username/password")
         }
@@ -329,6 +335,7 @@ final class Engine: @unchecked Sendable {
         } else {
             (rc, mid, detail) = send()
         }
+        wake()  // the loop thread writes it (it waits on the wake pipe, see `connectedTurn`)
         // QoS 1/2 while disconnected: libmosquitto 2.0.11 (lib/actions.c, lib/messages_mosq.c
         // `message__release_to_inflight`) has already appended the message to `msgs_out` and set
         // its state before `send__publish` fails with MOSQ_ERR_NO_CONN; `message__reconnect_reset`
@@ -357,9 +364,9 @@ final class Engine: @unchecked Sendable {
             return false
         }
         if firstStop {
-            // Queues DISCONNECT (reason 0x00) and wakes the loop's select via the socket pair;
-            // MOSQ_ERR_NO_CONN when not connected, which is fine: the wake pipe wakes the backoff
-            // wait, and the loop thread itself disconnects if it connected meanwhile.
+            // Queues DISCONNECT (reason 0x00) and wakes the loop thread through the wake pipe;
+            // MOSQ_ERR_NO_CONN when not connected, which is fine: the loop thread then wakes from
+            // its backoff wait, and disconnects by itself if it connected meanwhile.
             _ = mosquitto_disconnect_v5(mosq, Int32(MQTT_RC_NORMAL_DISCONNECTION.rawValue), nil)
             wake()
         }

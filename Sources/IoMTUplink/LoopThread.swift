@@ -221,7 +221,9 @@ extension Engine {
                 timeoutMs = max(10, min(1000, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
             }
             errno = 0
-            rc = mosquitto_loop(m, timeoutMs, 1)
+            // Connected (and not a session reset): our own turn, without the socket pair; see
+            // `connectedTurn`. Connecting (TCP, TLS handshake, CONNACK): libmosquitto's loop.
+            rc = connected && !resetOnly && !disconnectIssued ? connectedTurn(m, timeoutMs: timeoutMs) : mosquitto_loop(m, timeoutMs, 1)
             let loopErrno = errno
             process(inbox.drain())
             if let connackError {
@@ -246,6 +248,72 @@ extension Engine {
                 return connected ? .lost(nil) : .stopped
             }
         }
+    }
+
+    /// One turn of a live connection, driven with libmosquitto's parts (`mosquitto_loop_write`,
+    /// `mosquitto_loop_read`, `mosquitto_loop_misc`: its API for an application that watches the
+    /// socket itself) instead of `mosquitto_loop`. Why (measured, BENCHMARKS.md):
+    /// - `mosquitto_loop` also watches the socket pair that every `mosquitto_publish` writes a
+    ///   byte to (lib/packet_mosq.c `packet__queue`) and reads ONE byte of it per turn: while
+    ///   draining, every message cost an extra `read` and an extra turn (`pselect`). Here the
+    ///   turn waits in `poll` on the socket and our wake pipe only; publishes from other threads
+    ///   (`submit`, `publish`, `requestStop`) ring the wake pipe. Nothing reads the socket pair
+    ///   any more: once its buffer is full, libmosquitto's write to it fails with EAGAIN, which
+    ///   it ignores (its return value is not checked).
+    /// - With errno cleared first, `mosquitto_loop_read` reads every acknowledgement that has
+    ///   arrived (it stops after one packet while errno still holds an old EAGAIN, lib/loop.c).
+    /// - The refills published after the previous turn's acknowledgements are written at once,
+    ///   as one corked burst (``writeQueued(_:socket:)``).
+    /// Returns a libmosquitto result, as `mosquitto_loop` does.
+    private func connectedTurn(_ m: OpaquePointer, timeoutMs: Int32) -> Int32 {
+        let success = MOSQ_ERR_SUCCESS.rawValue
+        var sock = mosquitto_socket(m)
+        guard sock >= 0 else { return MOSQ_ERR_NO_CONN.rawValue }
+        if mosquitto_want_write(m) {
+            let rc = writeQueued(m, socket: sock)
+            sock = mosquitto_socket(m)
+            if rc != success { return rc }
+            if sock < 0 { return MOSQ_ERR_NO_CONN.rawValue }
+        }
+        let wantWrite = mosquitto_want_write(m)  // the socket buffer was full: wait until writable
+        var fds = [pollfd(fd: sock, events: Int16(POLLIN) | (wantWrite ? Int16(POLLOUT) : 0), revents: 0),
+                   pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+        let n = poll(&fds, 2, timeoutMs)
+        if n < 0 { return errno == EINTR ? success : MOSQ_ERR_ERRNO.rawValue }
+        let woken = fds[1].revents & Int16(POLLIN) != 0
+        if woken {
+            var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+            _ = withUnsafeMutableBytes(of: &bytes) { read(wakeFD, $0.baseAddress, $0.count) }
+        }
+        if fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
+            errno = 0
+            let rc = mosquitto_loop_read(m, 1)
+            if rc != success { return rc }
+            if mosquitto_socket(m) < 0 { return MOSQ_ERR_NO_CONN.rawValue }
+        }
+        if fds[0].revents & Int16(POLLOUT) != 0 || (woken && mosquitto_want_write(m)) {
+            let rc = writeQueued(m, socket: sock)
+            if rc != success { return rc }
+            if mosquitto_socket(m) < 0 { return MOSQ_ERR_NO_CONN.rawValue }
+        }
+        return mosquitto_loop_misc(m)
+    }
+
+    /// Writes every queued packet (`mosquitto_loop_write` writes them one `write` each) with
+    /// the socket corked (`TCP_CORK`, tcp(7)), so a burst of publishes leaves as full segments,
+    /// pushed out at once when the cork is pulled (the socket has `TCP_NODELAY`, see
+    /// `Engine.configure`). Without the cork each message was a segment of its own: about 20 %
+    /// more broker CPU per message; with Nagle instead, a drain stalled for a delayed ACK
+    /// (~40 ms) every so often. The cork never outlives this call.
+    private func writeQueued(_ m: OpaquePointer, socket sock: Int32) -> Int32 {
+        var on: Int32 = 1, off: Int32 = 0
+        _ = setsockopt(sock, Int32(IPPROTO_TCP), TCP_CORK, &on, socklen_t(MemoryLayout<Int32>.size))
+        errno = 0
+        let rc = mosquitto_loop_write(m, 1)
+        if mosquitto_socket(m) == sock {
+            _ = setsockopt(sock, Int32(IPPROTO_TCP), TCP_CORK, &off, socklen_t(MemoryLayout<Int32>.size))
+        }
+        return rc
     }
 
     /// Writes what is queued (ending with our DISCONNECT, after which libmosquitto closes the

@@ -22,10 +22,11 @@ public func initialiseLibmosquitto() -> Int32 { libmosquittoInitialised }
 ///
 /// ## Threading
 /// A dedicated OS thread (not `mosquitto_loop_start`) runs `mosquitto_connect_bind_async`
-/// (non-blocking TCP connect; only DNS blocks) and a blocking `mosquitto_loop` (select on the
-/// socket and libmosquitto's wake-up socket pair) until CONNACK or ``UplinkConfig/connectTimeout``
-/// and then for the life of the connection; between attempts it waits in `poll` on a self-pipe
-/// with a timeout (the backoff), which `stop()` wakes. Why not
+/// (non-blocking TCP connect; only DNS blocks) and a blocking `mosquitto_loop` until CONNACK or
+/// ``UplinkConfig/connectTimeout``; for the life of the connection it then drives the socket
+/// itself (`poll` on the socket and a self-pipe, `mosquitto_loop_read`/`_write`; see
+/// `connectedTurn` in LoopThread.swift); between attempts it waits in `poll` on the same
+/// self-pipe with a timeout (the backoff), which `stop()` wakes. Why not
 /// `mosquitto_loop_start`: its thread reconnects by itself with `mosquitto_reconnect` to the SAME
 /// host with libmosquitto's own backoff, which gives neither failover round-robin, nor full
 /// jitter, nor a connect timeout, nor a place to classify errors. Owning the thread makes the

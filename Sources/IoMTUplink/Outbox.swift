@@ -28,8 +28,8 @@ public struct OutboundMessage: Sendable {
 ///
 /// Why: refilling the window from the thread that reads the PUBACKs (as a plain libmosquitto
 /// publisher does from `on_publish`) costs no thread hand-off per message. Publishing from
-/// another thread costs a mutex, a wake-up byte on libmosquitto's socket pair and a context
-/// switch of the loop thread each time, and the refill waits for the consumer of the events.
+/// another thread costs a mutex, a wake-up byte on the wake pipe and a context switch of the
+/// loop thread each time, and the refill waits for the consumer of the events.
 /// The caller keeps the queue filled ahead (a batch per wake-up); the loop thread only takes
 /// pre-rendered messages from it and calls `mosquitto_publish_v5` (no other logic there).
 struct Outbox {
@@ -113,10 +113,14 @@ extension Engine {
         if messages.contains(where: { $0.qos == .atMostOnce }) {
             throw .publishRejected(detail: "the outbox takes QoS 1 or 2 only (QoS 0 is never acknowledged)")
         }
-        let failed = outbox.withLock { o -> [(UInt64, RefusalReason)] in
+        let (failed, published) = outbox.withLock { o -> ([(UInt64, RefusalReason)], Bool) in
             o.append(messages)
-            return pumpLocked(&o)
+            let before = o.inFlight.count
+            let failed = pumpLocked(&o)
+            return (failed, o.inFlight.count != before)
         }
+        // The loop thread waits on its wake pipe, not on libmosquitto's socket pair.
+        if published { wake() }
         for (tag, reason) in failed { emit(.outboxRefused(tag: tag, reason: reason)) }
     }
 

@@ -45,6 +45,31 @@ struct UplinkOutboxTests {
         }
     }
 
+    /// Pins the wake-up of the connected loop (`connectedTurn` in LoopThread.swift): once
+    /// connected, the MQTT thread waits in `poll` on the socket and our wake pipe (1 s timeout),
+    /// not on libmosquitto's socket pair, so a `submit` or `publish` from another thread must
+    /// ring the pipe. Without the ring each message would wait for that timeout (0.5 s on
+    /// average): 20 round trips one after the other would take about 10 s, not milliseconds.
+    @Test func submitAndPublishOnAnIdleConnectionGoOutWithoutWaitingForTheLoopTimeout() async throws {
+        try await withBroker { broker in
+            try await withClient(try config([broker.url])) { client, rec in
+                #expect(await rec.wait { connectedCount($0) == 1 })
+                let clock = ContinuousClock()
+                let start = clock.now
+                for tag in UInt64(1)...10 {
+                    try client.submit(outbound(tag...tag))
+                    #expect(await rec.wait { deliveredTags($0).contains(tag) })
+                }
+                for i in 0..<10 {
+                    let mid = try client.publish(topic: "iomt/idle", payload: Array("p\(i)".utf8), qos: .atLeastOnce)
+                    #expect(await rec.wait { acked($0).contains(mid) })
+                }
+                let elapsed = clock.now - start
+                #expect(elapsed < .seconds(4), "20 sequential round trips on an idle connection took \(elapsed)")
+            }
+        }
+    }
+
     @Test func refusedOutboxMessageIsReportedByTagAndTheRestGoOn() async throws {
         let dir = try TempDir()
         try dir.write("acl", "topic readwrite allowed/#\n")
