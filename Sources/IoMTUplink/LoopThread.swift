@@ -212,10 +212,9 @@ extension Engine {
                     return .lost(nil)
                 }
             }
-            // mosquitto_loop blocks in select() on the socket and libmosquitto's wake-up socket
-            // pair (written by publish/disconnect from other threads). The 1 s cap lets it run
+            // A turn blocks in select()/poll() (see `connectedTurn`). The 1 s cap lets it run
             // its keepalive bookkeeping (PINGREQ, `mosquitto_loop_misc`) and bounds the connect.
-            var timeoutMs: Int32 = 1000
+            var timeoutMs: Int32 = config.idleTurnMilliseconds
             if !connected {
                 let left = connectDeadline - clock.now
                 timeoutMs = max(10, min(1000, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))

@@ -128,6 +128,11 @@ public struct UplinkConfig: Sendable {
     /// Deliver successful acknowledgements as ``MQTTEvent/acknowledgedBatch(mids:)`` (one event
     /// per loop turn) instead of one event each. Off by default.
     public var batchAcknowledgements = false
+    /// How long one turn of the MQTT thread waits when nothing happens on a live connection;
+    /// between turns it runs libmosquitto's keepalive bookkeeping (`mosquitto_loop_misc`).
+    /// Internal: a test raises it so that a publish that failed to wake the thread would wait
+    /// for the test's own timeout instead of a second.
+    var idleTurnMilliseconds: Int32 = 1000
 
     public init(brokers: [BrokerAddress], clientID: String, protocolVersion: MQTTProtocolVersion = .v5,
                 username: String? = nil, password: String? = nil,
