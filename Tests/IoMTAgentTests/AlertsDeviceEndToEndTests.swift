@@ -64,4 +64,44 @@ extension AlertsEndToEndTests {
         #expect(found.first?.readingIDs.isEmpty == true)
         #expect(found.first.map { $0.values.count == 1 && $0.values[0] >= 1 } == true, "\(found.first?.payload ?? "")")
     }
+
+    /// `rate` end to end (until now unit-tested only): SpO2 steps from the simulator's normal
+    /// value down to 80 % three seconds into the run; a rule for a fall of more than 5 points
+    /// within 3 s raises once, clinical, with the fallen value, and clears once the window holds
+    /// only the low values (the level is `threshold`'s business, not this rule's); the return to
+    /// normal is a rise and raises nothing.
+    @Test func suddenSpO2FallRaisesAndClearsTheRateAlertOnce() async throws {
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        let setup = AgentSetup(gateway: "alerts-rate", stateDir: dir.file("state"), brokerURL: broker.url)
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/alerts/#", qos: 1)
+        defer { sub.stop() }
+        let alerts = """
+              enabled: true
+              rules:
+                - name: spo2-falling
+                  type: rate
+                  code: 150456
+                  delta: -5
+                  window_s: 3
+
+            """
+        try dir.write("agent.yaml", Self.yaml(setup, rate: 5, count: 60, episode: "{after_s: 3, duration_s: 6, spo2: 80}",
+                                              alerts: alerts, socket: dir.file("ctl.sock")))
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml"), "--exit-when-drained"])
+        defer { agent.signal(SIGKILL) }
+        #expect(await agent.waitForExit(timeout: .seconds(60)), "\(agent.output.value.suffix(2000))")
+        #expect(await waitUntil(sub) { Self.alerts($0).count >= 2 }, "\(agent.output.value.suffix(2000))")
+        let found = Self.alerts(sub.messages)
+        #expect(found.map(\.event) == ["raise", "clear"], "one raise at the fall, one clear, nothing at the rise")
+        #expect(found.first?.alertID == found.last?.alertID)
+        #expect(found.first?.topic == "\(setup.prefix)/alerts/P-ALERT-1/spo2-falling")
+        #expect(found.first?.payload.contains(#""kind":"clinical""#) == true)
+        #expect(found.first?.values.last == 80, "the raise carries the fallen value: \(found.first?.payload ?? "")")
+        #expect(found.first.map { !$0.readingIDs.isEmpty } == true)
+        if let raise = found.first, let clear = found.last {
+            #expect(clear.at.timeIntervalSince(raise.at) >= 2.5, "cleared once the 3 s window held only the low values")
+        }
+    }
 }
