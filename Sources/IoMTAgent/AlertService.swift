@@ -174,6 +174,9 @@ public actor AlertService {
                     if let level = s.batteryPercent {
                         out += engine.batteryLevel(deviceID: s.deviceID, percent: level, now: now)
                     }
+                    if let offset = s.clockOffsetMs {
+                        out += engine.clockOffset(deviceID: s.deviceID, offsetMs: offset, now: now)
+                    }
                 }
                 events = out
             case .bufferFill(let used, let max):

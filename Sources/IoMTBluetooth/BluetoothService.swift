@@ -298,9 +298,9 @@ public actor BluetoothService {
             if let battery = services.first(where: { $0.uuid == BluetoothUUID(0x180F) }) {
                 await readBattery(device, link, battery)
             }
-            clockStates[device.id] = .unknown
+            setClockState(device.id, .unknown)
             if let cts = services.first(where: { $0.uuid == BluetoothUUID(0x1805) }) {
-                clockStates[device.id] = await synchroniseClock(device, link, cts)
+                setClockState(device.id, await synchroniseClock(device, link, cts))
             }
             if let sc = services.first(where: { $0.uuid == BluetoothUUID(0x1801) }),
                case .characteristics(let gattChars)? = try? await link.gattRequest(.discoverCharacteristics(start: sc.start, end: sc.end)),
@@ -316,7 +316,7 @@ public actor BluetoothService {
             }
             if case .unknown? = clockStates[device.id], let dateTime = chars.first(where: { $0.uuid == BluetoothUUID(0x2A08) }) {
                 // No Current Time Service, but the profile's service has a Date Time 0x2A08.
-                clockStates[device.id] = await synchroniseDateTime(device, link, dateTime)
+                setClockState(device.id, await synchroniseDateTime(device, link, dateTime))
             }
             var decoders: [UInt16: (BLEProfile.Measurement, MeasurementSession)] = [:]
             for m in profile.measurements {
@@ -378,6 +378,13 @@ public actor BluetoothService {
     static func needsSecurity(_ error: LinkError) -> Bool {
         guard case .gatt(let g) = error, case .att(let code, _) = g else { return false }
         return code == .insufficientEncryption || code == .insufficientAuthentication
+    }
+
+    /// The device clock's state on this link, and its measured offset on the status board (the
+    /// clock-drift alert looks there).
+    private func setClockState(_ id: String, _ state: DeviceClockState) {
+        clockStates[id] = state
+        if case .measuredOffset(let ms) = state { board.setClockOffset(id, ms) } else { board.setClockOffset(id, nil) }
     }
 
     /// Current Time Service 0x1805 (reference §10.5): read the device clock; set it from the

@@ -62,11 +62,15 @@ public final class StatusBoard: Sendable {
     private let entries: Mutex<[String: SourceStatus]>
     private let order: Mutex<[String]>
     private let batteries = Mutex<[String: Int]>([:])
+    private let clockOffsets = Mutex<[String: Int64]>([:])
 
     /// Battery level in percent, as last read from the device.
     public func battery(_ id: String) -> Int? { batteries.withLock { $0[id] } }
 
     func setBattery(_ id: String, _ percent: Int) { batteries.withLock { $0[id] = percent } }
+
+    /// The device clock's offset measured on the current link (nil: unknown or set by the gateway).
+    func setClockOffset(_ id: String, _ milliseconds: Int64?) { clockOffsets.withLock { $0[id] = milliseconds } }
 
     init(_ initial: [SourceStatus]) {
         entries = Mutex(Dictionary(initial.map { ($0.deviceID, $0) }, uniquingKeysWith: { a, _ in a }))
@@ -86,10 +90,12 @@ public final class StatusBoard: Sendable {
     func snapshot() -> [SourceStatus] {
         let ids = order.withLock { $0 }
         let levels = batteries.withLock { $0 }
+        let offsets = clockOffsets.withLock { $0 }
         return entries.withLock { e in
             ids.compactMap { id in
                 guard var s = e[id] else { return nil }
                 s.batteryPercent = levels[id]
+                s.clockOffsetMs = offsets[id]
                 return s
             }
         }

@@ -79,14 +79,19 @@ public struct SourceStatus: Hashable, Sendable {
     /// The device's battery level in percent as last read from it (Bluetooth Battery Service),
     /// nil when unknown. Feeds the battery-low alert.
     public var batteryPercent: Int?
+    /// The device clock minus the gateway's, in milliseconds, as measured on the current link
+    /// (Bluetooth Current Time / Date Time) when the gateway could not set the clock; nil when
+    /// unknown or set. Feeds the clock-drift alert (its readings are corrected, so they do not).
+    public var clockOffsetMs: Int64?
 
     public init(deviceID: String, profile: String, transport: Transport, connected: Bool, detail: String? = nil,
-                batteryPercent: Int? = nil) {
+                batteryPercent: Int? = nil, clockOffsetMs: Int64? = nil) {
         self.deviceID = deviceID
         self.profile = profile
         self.transport = transport
         self.connected = connected
         self.detail = detail
         self.batteryPercent = batteryPercent
+        self.clockOffsetMs = clockOffsetMs
     }
 }

@@ -115,4 +115,51 @@ struct BluetoothAgentTests {
         agent.signal(SIGTERM)
         _ = await agent.waitForExit(timeout: .seconds(20))
     }
+
+    /// Issue 9: a device clock that the gateway cannot set (Current Time Service, read-only, one
+    /// hour behind) raises the clock-drift alert. Its readings are corrected by the measured
+    /// offset (`device-corrected`), so the offset itself, not the readings, must feed the rule.
+    @Test func aDeviceClockAnHourOffThatCannotBeSetRaisesTheClockDriftAlert() async throws {
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [
+            .init(kind: .sigProfile, name: "th7", address: "F0:F1:F2:F3:F4:17",
+                  options: ["service": "1809", "characteristic": "2A1C", "indicate": true, "interval_ms": 200,
+                            "payloads": ["06B00E00FEDC070C050B321B04"],
+                            "current_time_offset_s": -3600, "current_time_writable": false]),
+        ]))
+        defer { world.kill() }
+        let dir = try TempDir()
+        let broker = try await MosquittoBroker.start()
+        defer { broker.killNow() }
+        let setup = AgentSetup(gateway: "ble-clock", stateDir: dir.file("state"), brokerURL: broker.url)
+        try dir.write("agent.yaml", setup.yaml() + """
+            bluetooth:
+              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
+              reconnect_min_ms: 200
+              devices:
+                - {id: th-7, address: "F0:F1:F2:F3:F4:17", profile: thermometer, patient: P-7}
+            alerts:
+              enabled: true
+              rules:
+                - name: clock
+                  type: clock-drift
+                  max_offset_s: 60
+
+            """)
+        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/alerts/#")
+        defer { sub.stop() }
+        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
+        defer { agent.signal(SIGKILL) }
+        #expect(await sub.waitUntil(timeout: .seconds(40)) { $0.contains { $0.topic.hasSuffix("/clock") } },
+                "no clock-drift alert: \(agent.output.value.suffix(3000))")
+        let alert = try #require(sub.messages.first { $0.topic.hasSuffix("/clock") })
+        #expect(alert.topic == "\(setup.prefix)/alerts/P-7/clock", "\(alert.topic)")
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(alert.payloadString.utf8)) as? [String: Any])
+        #expect(o["event"] as? String == "raise", "\(o)")
+        #expect(o["kind"] as? String == "technical", "\(o)")
+        // device − gateway, in seconds: about an hour behind.
+        let offset = try #require((o["values"] as? [Double])?.first)
+        #expect(abs(offset + 3600) < 5, "\(o)")
+        agent.signal(SIGTERM)
+        _ = await agent.waitForExit(timeout: .seconds(20))
+    }
 }
