@@ -75,91 +75,72 @@ struct BluetoothAgentTests {
         #expect(shark.output.contains("ATT"), "\(shark.output.prefix(2000))")
     }
 
-    /// Issue 9: the battery level the host reads from the Battery Service on connection raises the
-    /// battery-low alert (no Bluetooth profile carries it inside its readings).
-    @Test func aLowBatteryReadOverBluetoothRaisesTheBatteryLowAlert() async throws {
-        let world = try await BumbleWorld.start(spec: .init(peripherals: [
-            .init(kind: .heartRate, name: "hr1", address: "F0:F1:F2:F3:F4:05", options: ["battery": 9, "interval_ms": 200]),
-        ]))
+    /// Issue 9 through a Bumble peripheral: the agent with one Bluetooth device (`device`, a YAML
+    /// flow mapping) and one alert rule (`rule`, YAML lines under `rules:`), until an alert arrives
+    /// on `<prefix>/alerts/<patient>/<ruleName>` (at most 40 s). Returns its topic and its payload
+    /// as JSON; the agent is stopped with SIGTERM. The harness sets `status_interval_s: 1`, so the
+    /// device state the host reads on connecting is looked at every second.
+    static func firstAlert(_ peripheral: BumbleWorld.Peripheral, gateway: String, device: String, rule: String,
+                           ruleName: String) async throws -> (topic: String, prefix: String, doc: [String: Any]) {
+        let world = try await BumbleWorld.start(spec: .init(peripherals: [peripheral]))
         defer { world.kill() }
         let dir = try TempDir()
         let broker = try await MosquittoBroker.start()
         defer { broker.killNow() }
-        // The harness sets status_interval_s: 1, so the level is looked at every second.
-        let setup = AgentSetup(gateway: "ble-battery", stateDir: dir.file("state"), brokerURL: broker.url)
+        let setup = AgentSetup(gateway: gateway, stateDir: dir.file("state"), brokerURL: broker.url)
         try dir.write("agent.yaml", setup.yaml() + """
             bluetooth:
               adapter: tcp:127.0.0.1:\(world.hostPorts[0])
               reconnect_min_ms: 200
               devices:
-                - {id: hr-5, address: "F0:F1:F2:F3:F4:05", profile: heart-rate, patient: P-5}
+                - \(device)
             alerts:
               enabled: true
               rules:
-                - name: battery-low
-                  type: battery-low
-                  percent: 15
+            \(rule)
 
             """)
         let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/alerts/#")
         defer { sub.stop() }
         let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
         defer { agent.signal(SIGKILL) }
-        #expect(await sub.waitUntil(timeout: .seconds(40)) { $0.contains { $0.topic.hasSuffix("/battery-low") } },
-                "no battery-low alert: \(agent.output.value.suffix(3000))")
-        let alert = try #require(sub.messages.first { $0.topic.hasSuffix("/battery-low") })
-        let o = try #require(try JSONSerialization.jsonObject(with: Data(alert.payloadString.utf8)) as? [String: Any])
-        #expect(o["event"] as? String == "raise", "\(o)")
-        #expect(alert.payloadString.contains("hr-5"), "\(alert.payloadString)")
-        #expect(alert.topic == "\(setup.prefix)/alerts/P-5/battery-low", "\(alert.topic)")
+        #expect(await sub.waitUntil(timeout: .seconds(40)) { $0.contains { $0.topic.hasSuffix("/\(ruleName)") } },
+                "no \(ruleName) alert: \(agent.output.value.suffix(3000))")
         agent.signal(SIGTERM)
         _ = await agent.waitForExit(timeout: .seconds(20))
+        let alert = try #require(sub.messages.first { $0.topic.hasSuffix("/\(ruleName)") })
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(alert.payloadString.utf8)) as? [String: Any])
+        return (alert.topic, setup.prefix, doc)
+    }
+
+    /// Issue 9: the battery level the host reads from the Battery Service on connection raises the
+    /// battery-low alert (no Bluetooth profile carries it inside its readings).
+    @Test func aLowBatteryReadOverBluetoothRaisesTheBatteryLowAlert() async throws {
+        let alert = try await Self.firstAlert(
+            .init(kind: .heartRate, name: "hr1", address: "F0:F1:F2:F3:F4:05", options: ["battery": 9, "interval_ms": 200]),
+            gateway: "ble-battery", device: #"{id: hr-5, address: "F0:F1:F2:F3:F4:05", profile: heart-rate, patient: P-5}"#,
+            rule: "    - {name: battery-low, type: battery-low, percent: 15}", ruleName: "battery-low")
+        #expect(alert.doc["event"] as? String == "raise", "\(alert.doc)")
+        #expect((alert.doc["device"] as? [String: Any])?["id"] as? String == "hr-5", "\(alert.doc)")
+        #expect(alert.topic == "\(alert.prefix)/alerts/P-5/battery-low", "\(alert.topic)")
     }
 
     /// Issue 9: a device clock that the gateway cannot set (Current Time Service, read-only, one
     /// hour behind) raises the clock-drift alert. Its readings are corrected by the measured
     /// offset (`device-corrected`), so the offset itself, not the readings, must feed the rule.
     @Test func aDeviceClockAnHourOffThatCannotBeSetRaisesTheClockDriftAlert() async throws {
-        let world = try await BumbleWorld.start(spec: .init(peripherals: [
+        let alert = try await Self.firstAlert(
             .init(kind: .sigProfile, name: "th7", address: "F0:F1:F2:F3:F4:17",
                   options: ["service": "1809", "characteristic": "2A1C", "indicate": true, "interval_ms": 200,
                             "payloads": ["06B00E00FEDC070C050B321B04"],
                             "current_time_offset_s": -3600, "current_time_writable": false]),
-        ]))
-        defer { world.kill() }
-        let dir = try TempDir()
-        let broker = try await MosquittoBroker.start()
-        defer { broker.killNow() }
-        let setup = AgentSetup(gateway: "ble-clock", stateDir: dir.file("state"), brokerURL: broker.url)
-        try dir.write("agent.yaml", setup.yaml() + """
-            bluetooth:
-              adapter: tcp:127.0.0.1:\(world.hostPorts[0])
-              reconnect_min_ms: 200
-              devices:
-                - {id: th-7, address: "F0:F1:F2:F3:F4:17", profile: thermometer, patient: P-7}
-            alerts:
-              enabled: true
-              rules:
-                - name: clock
-                  type: clock-drift
-                  max_offset_s: 60
-
-            """)
-        let sub = try await MQTTTestSubscriber.start(port: broker.port, topicFilter: "\(setup.prefix)/alerts/#")
-        defer { sub.stop() }
-        let agent = try ChildProcess([agentBinary, "run", "--config", dir.file("agent.yaml")])
-        defer { agent.signal(SIGKILL) }
-        #expect(await sub.waitUntil(timeout: .seconds(40)) { $0.contains { $0.topic.hasSuffix("/clock") } },
-                "no clock-drift alert: \(agent.output.value.suffix(3000))")
-        let alert = try #require(sub.messages.first { $0.topic.hasSuffix("/clock") })
-        #expect(alert.topic == "\(setup.prefix)/alerts/P-7/clock", "\(alert.topic)")
-        let o = try #require(try JSONSerialization.jsonObject(with: Data(alert.payloadString.utf8)) as? [String: Any])
-        #expect(o["event"] as? String == "raise", "\(o)")
-        #expect(o["kind"] as? String == "technical", "\(o)")
+            gateway: "ble-clock", device: #"{id: th-7, address: "F0:F1:F2:F3:F4:17", profile: thermometer, patient: P-7}"#,
+            rule: "    - {name: clock, type: clock-drift, max_offset_s: 60}", ruleName: "clock")
+        #expect(alert.topic == "\(alert.prefix)/alerts/P-7/clock", "\(alert.topic)")
+        #expect(alert.doc["event"] as? String == "raise", "\(alert.doc)")
+        #expect(alert.doc["kind"] as? String == "technical", "\(alert.doc)")
         // device − gateway, in seconds: about an hour behind.
-        let offset = try #require((o["values"] as? [Double])?.first)
-        #expect(abs(offset + 3600) < 5, "\(o)")
-        agent.signal(SIGTERM)
-        _ = await agent.waitForExit(timeout: .seconds(20))
+        let offset = try #require((alert.doc["values"] as? [Double])?.first)
+        #expect(abs(offset + 3600) < 5, "\(alert.doc)")
     }
 }
