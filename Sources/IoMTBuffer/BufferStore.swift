@@ -557,15 +557,18 @@ final class BufferStore {
             }
         }
         guard freed >= needed else { return [] }
-        for v in victims {
-            try conn.with("DELETE FROM messages WHERE row_id = ?1") { s throws(BufferError) in
-                try s.bind(1, v.rowID); try s.run()
-            }
-            acct.bytes -= v.size
-            acct.count -= 1
-            decrementPriority(v.priority)
-        }
+        for v in victims { try deleteRow(v.rowID, size: v.size, priority: v.priority) }
         return victims.map { ($0.rowID, $0.loss) }
+    }
+
+    /// Deletes one message row (inside the caller's transaction) and takes it out of the accounting.
+    private func deleteRow(_ rowID: Int64, size: Int64, priority: UInt8) throws(BufferError) {
+        try conn.with("DELETE FROM messages WHERE row_id = ?1") { s throws(BufferError) in
+            try s.bind(1, rowID); try s.run()
+        }
+        acct.bytes -= size
+        acct.count -= 1
+        decrementPriority(priority)
     }
 
     private func decrementPriority(_ p: UInt8) {
@@ -989,12 +992,7 @@ final class BufferStore {
             try conn.transaction { () throws(BufferError) in
                 var losses: [LostReading] = []
                 for r in rows {
-                    try conn.with("DELETE FROM messages WHERE row_id = ?1") { s throws(BufferError) in
-                        try s.bind(1, r.rowID); try s.run()
-                    }
-                    acct.bytes -= r.size
-                    acct.count -= 1
-                    decrementPriority(r.priority)
+                    try deleteRow(r.rowID, size: r.size, priority: r.priority)
                     if let d = r.deviceID, let q = r.sequence {
                         losses.append(LostReading(deviceID: d, sequence: q, reason: .unreadableAtRest, at: now))
                     }
@@ -1034,14 +1032,7 @@ final class BufferStore {
                         victims.append((rowID, s.int64(1), UInt8(truncatingIfNeeded: s.int64(2)), loss))
                     }
                 }
-                for v in victims {
-                    try conn.with("DELETE FROM messages WHERE row_id = ?1") { s throws(BufferError) in
-                        try s.bind(1, v.rowID); try s.run()
-                    }
-                    acct.bytes -= v.size
-                    acct.count -= 1
-                    decrementPriority(v.priority)
-                }
+                for v in victims { try deleteRow(v.rowID, size: v.size, priority: v.priority) }
                 let losses = victims.compactMap(\.loss)
                 try recordLossesInTransaction(losses)
                 return PurgeOutcome(purged: victims.count, leftInFlight: inFlight, losses: losses)
@@ -1052,7 +1043,6 @@ final class BufferStore {
         }
     }
 
-    /// Test hook: makes every write fail with `SQLITE_READONLY` while on.
     /// Test hook: an integer PRAGMA of this connection.
     func pragmaInt(_ name: String) throws(BufferError) -> Int64? {
         try conn.scalarInt("PRAGMA \(name)")

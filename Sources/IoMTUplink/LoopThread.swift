@@ -217,7 +217,7 @@ extension Engine {
             var timeoutMs: Int32 = config.idleTurnMilliseconds
             if !connected {
                 let left = connectDeadline - clock.now
-                timeoutMs = max(10, min(1000, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
+                timeoutMs = max(10, min(1000, Int32(clamping: wholeMilliseconds(left))))
             }
             errno = 0
             // Connected (and not a session reset): our own turn, without the socket pair; see
@@ -324,7 +324,7 @@ extension Engine {
             if fd < 0 { return true }
             if rc != MOSQ_ERR_SUCCESS.rawValue { return false }
             let left = deadline - clock.now
-            let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
+            let ms = wholeMilliseconds(left)
             if ms <= 0 { return false }
             var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
             _ = poll(&pfd, 1, Int32(min(ms, 1000)))
@@ -411,7 +411,7 @@ extension Engine {
         let deadline = ContinuousClock.now.advanced(by: delay)
         while !stopRequested && !reloadPending {
             let left = deadline - ContinuousClock.now
-            let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
+            let ms = wholeMilliseconds(left)
             if ms <= 0 { return }
             var pfd = pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)
             let n = poll(&pfd, 1, Int32(min(ms, Int64(Int32.max))))
@@ -422,6 +422,11 @@ extension Engine {
             // n == 0: deadline reached (checked above); n < 0: EINTR, wait for the rest.
         }
     }
+}
+
+/// `d` in whole milliseconds (rounded toward zero).
+func wholeMilliseconds(_ d: Duration) -> Int64 {
+    d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
 }
 
 /// Full-jitter exponential backoff: after `failures` consecutive failures, a uniformly random
