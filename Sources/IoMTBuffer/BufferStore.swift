@@ -24,7 +24,9 @@ struct BufferConfig: Sendable {
 
 /// Schema version written to `PRAGMA user_version`.
 /// 1: messages, gaps, device_state. 2: `messages.sealed` and the `meta` table (issue 8).
-let bufferSchemaVersion: Int32 = 2
+/// 3: message rows in segment tables (`Segment`); a v2 `messages` table is kept as the legacy
+/// segment until it is empty.
+let bufferSchemaVersion: Int32 = 3
 
 private let schemaV1 = """
 CREATE TABLE messages(
@@ -79,6 +81,10 @@ CREATE TABLE meta(
 PRAGMA user_version = 2;
 """
 
+/// Name of the `meta` row holding the highest row id any segment was created for, so row ids
+/// are not reused after every segment was dropped.
+private let rowHighWaterName = "row_high_water"
+
 private let messageColumns = "row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, sealed"
 /// The same columns from a v1 file, which has no `sealed` column (every v1 row is plaintext).
 private let messageColumnsV1 = "row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, 0 AS sealed"
@@ -101,9 +107,28 @@ final class BufferStore {
         var priorityCounts: [UInt8: Int] = [:]
         var lastRowID: Int64 = 0
         var lostTotals: [String: UInt64] = [:]
+        /// The message tables in row order (see `Segment`).
+        var segments: [Segment] = []
+        /// Rows of the legacy (v2) table still stored.
+        var legacyRows = 0
+        /// Acknowledged rows of full segments not deleted yet: each goes with its whole segment
+        /// (one `DROP TABLE`), or row by row once more than `heldLimit` are waiting.
+        var held: [Int64: RowInfo] = [:]
     }
+    /// What the buffer remembers of a leased (or acknowledged and held) message row.
+    struct RowInfo {
+        var size: Int64
+        var priority: UInt8
+        var kind: MessageKind
+        var deviceID: String?
+    }
+    /// At most this many acknowledged rows wait for their segment to be dropped; a crash loses
+    /// their deletion, so after a restart they are delivered again (same ids): a duplicate a
+    /// consumer recognises, never a loss. Two segments' worth, so a drain in row order never
+    /// reaches it.
+    static let heldLimit = Int(2 * Segment.rows)
     private var acct = Accounting()
-    private var leasedMessages = Set<Int64>()
+    private var leasedMessages: [Int64: RowInfo] = [:]
     /// False while the connection runs at `synchronous=NORMAL` (only for deletes).
     private var fullSync = true
     /// Per priority: every message row with a row id up to this is leased or deleted.
@@ -192,7 +217,7 @@ final class BufferStore {
     ///   given; `.wrongKey` when the key does not open the key check. Neither changes the file.
     private static func verifyKey(_ conn: SQLiteConnection, sealer: PayloadSealer?, path: String) throws(BufferError) -> Bool {
         let version = try conn.scalarInt("PRAGMA user_version") ?? 0
-        guard version == 2 else { return sealer != nil }
+        guard version >= 2 else { return sealer != nil }
         let check = try conn.with("SELECT value FROM meta WHERE name = ?1") { s throws(BufferError) -> [UInt8]? in
             try s.bind(1, PayloadSealer.keyCheckName)
             return try s.step() ? s.blob(0) : nil
@@ -205,11 +230,14 @@ final class BufferStore {
             return false
         }
         // No key check (someone removed it): the first sealed row decides.
-        let opens = try conn.with("SELECT id_high, id_low, topic, payload FROM messages WHERE sealed = 1 ORDER BY row_id LIMIT 1") { s throws(BufferError) -> Bool? in
-            guard try s.step() else { return nil }
-            guard let sealer else { return false }
-            let topic = s.text(2) ?? ""
-            return s.withBlob(3) { sealer.open($0, idHigh: s.int64(0), idLow: s.int64(1), topic: topic) != nil }
+        var opens: Bool?
+        for segment in try Segment.list(conn) where opens == nil {
+            opens = try conn.with("SELECT id_high, id_low, topic, payload FROM \(segment.table) WHERE sealed = 1 ORDER BY row_id LIMIT 1", table: segment.table) { s throws(BufferError) -> Bool? in
+                guard try s.step() else { return nil }
+                guard let sealer else { return false }
+                let topic = s.text(2) ?? ""
+                return s.withBlob(3) { sealer.open($0, idHigh: s.int64(0), idLow: s.int64(1), topic: topic) != nil }
+            }
         }
         switch (opens, sealer) {
         case (nil, _): return sealer != nil
@@ -271,15 +299,33 @@ final class BufferStore {
         if version > bufferSchemaVersion {
             throw BufferError.schemaTooNew(path: path, found: version, supported: bufferSchemaVersion)
         }
-        if version == 0 {
+        if version < bufferSchemaVersion {
             try conn.transaction { () throws(BufferError) in
-                try conn.exec(schemaV1)
-                try conn.exec(migrationV2)
+                if version == 0 { try conn.exec(schemaV1) }
+                if version <= 1 { try conn.exec(migrationV2) }
+                try migrateToV3(conn)
             }
-        } else if version == 1 {
-            try conn.transaction { () throws(BufferError) in try conn.exec(migrationV2) }
         }
         return conn
+    }
+
+    /// Version 3: new rows go to segment tables (`Segment`). A `messages` table that still
+    /// holds rows stays as the legacy segment; an empty one is dropped with its index.
+    private static func migrateToV3(_ conn: SQLiteConnection) throws(BufferError) {
+        if try conn.scalarInt("SELECT EXISTS (SELECT 1 FROM messages)") == 0 {
+            // Its row ids are not reused: the next segment starts above them.
+            let high = try conn.scalarInt("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'messages'") ?? 0
+            try conn.exec("DROP TABLE messages")
+            try conn.exec("DELETE FROM sqlite_sequence WHERE name = 'messages'")
+            if high > 0 { try storeRowHighWater(conn, high) }
+        }
+        try conn.exec("PRAGMA user_version = 3")
+    }
+
+    private static func storeRowHighWater(_ conn: SQLiteConnection, _ rowID: Int64) throws(BufferError) {
+        try conn.with("INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)") { s throws(BufferError) in
+            try s.bind(1, rowHighWaterName); try s.bind(2, rowID); try s.run()
+        }
     }
 
     /// Renames `path` (and its `-wal`/`-shm`) to `<path>.corrupt-<UTC time>`; never deletes.
@@ -313,14 +359,20 @@ final class BufferStore {
         // connection is read-only, so this cannot modify the moved-aside file.
         try? src.exec("PRAGMA writable_schema=ON")
         var copied = 0
+        // The message tables of the source (v1/v2: `messages`; v3: its segments). A schema that
+        // cannot be listed still gets the v2 name tried.
+        let sourceTables = ((try? Segment.tables(src)) ?? []).map(\.name)
+        let tables = sourceTables.isEmpty ? [Segment.legacyTable] : sourceTables
         // A v1 file has no `sealed` column (all its rows are plaintext) and no meta table.
-        let hasSealedColumn = ((try? src.scalarInt("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'sealed'")) ?? nil ?? 0) > 0
-        let sourceColumns = hasSealedColumn ? messageColumns : messageColumnsV1
+        func hasSealedColumn(_ table: String) -> Bool {
+            ((try? src.scalarInt("SELECT count(*) FROM pragma_table_info('\(table)') WHERE name = 'sealed'")) ?? nil ?? 0) > 0
+        }
+        let hasMeta = ((try? src.scalarInt("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'")) ?? nil ?? 0) > 0
         do throws(BufferError) {
             try conn.transaction { () throws(BufferError) in
                 // The key check first: it decides whether the salvaged sealed rows can be opened.
-                if hasSealedColumn {
-                    copied += salvageTable(src, "SELECT name, value FROM meta", logger) { s throws(BufferError) in
+                if hasMeta {
+                    copied += salvageTable(src, "SELECT name, value FROM meta WHERE name = '\(PayloadSealer.keyCheckName)'", logger) { s throws(BufferError) in
                         guard let name = s.text(0), !name.isEmpty else { return false }
                         return try conn.with("INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)") { ins throws(BufferError) in
                             try ins.bind(1, name); try ins.bind(2, s.blob(1)); try ins.run()
@@ -348,8 +400,12 @@ final class BufferStore {
                     }
                 }
                 // Rows are copied as they are: a sealed payload stays sealed (its associated data,
-                // the id and topic, is copied with it, so it still opens).
-                copied += salvageTable(src, "SELECT \(sourceColumns) FROM messages ORDER BY row_id", logger) { s throws(BufferError) in
+                // the id and topic, is copied with it, so it still opens). They get new row ids
+                // from 1, in the order of the source.
+                var rowID: Int64 = 0
+                for table in tables {
+                let sourceColumns = hasSealedColumn(table) ? messageColumns : messageColumnsV1
+                copied += salvageTable(src, "SELECT \(sourceColumns) FROM \(table) ORDER BY row_id", logger) { s throws(BufferError) in
                     // A page cut short reads back partly as zeros: keep only rows that are
                     // self-consistent (a UUIDv7 id, a topic, and the stored logical size).
                     guard let topic = s.text(9), !topic.isEmpty else { return false }
@@ -365,15 +421,21 @@ final class BufferStore {
                                                sequence: s.optionalInt64(6), createdAt: s.int64(7), topic: topic, payload: payload,
                                                sealed: sealed)
                     guard checksum == s.int64(11) else { return false }
-                    return try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, sealed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)") { ins throws(BufferError) in
+                    rowID += 1
+                    let segment = Segment.forRow(rowID, floor: 1)
+                    if rowID == segment.first { try conn.exec(Segment.createSQL(segment.table)) }
+                    return try conn.with("INSERT INTO \(segment.table)(row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, sealed) VALUES(?13, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", table: segment.table) { ins throws(BufferError) in
                         try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, s.int64(3))
                         try ins.bind(4, s.int64(4) & 0xFF); try ins.bind(5, device); try ins.bind(6, s.optionalInt64(6))
                         try ins.bind(7, s.int64(7)); try ins.bind(8, s.int64(8)); try ins.bind(9, topic)
                         try ins.bind(10, payload); try ins.bind(11, checksum); try ins.bind(12, Int64(sealed ? 1 : 0))
+                        try ins.bind(13, rowID)
                         try ins.run()
                         return true
                     }
                 }
+                }
+                if rowID > 0 { try storeRowHighWater(conn, Segment.forRow(rowID, floor: 1).last) }
             }
         } catch {
             logger?.error("could not write salvaged rows", metadata: ["path": "\(conn.path)", "error": "\(error)"])
@@ -409,16 +471,31 @@ final class BufferStore {
         self.sealer = config.sealer
         self.reserve = DiskReserve(path: config.path + ".reserve")
         reserve.restoreIfDue(logger: config.logger)
-        acct.bytes = try conn.scalarInt("SELECT coalesce(sum(size), 0) FROM messages") ?? 0
-        try conn.with("SELECT priority, count(*) FROM messages GROUP BY priority") { s throws(BufferError) in
-            while try s.step() {
-                acct.priorityCounts[UInt8(truncatingIfNeeded: s.int64(0))] = Int(s.int64(1))
-                acct.count += Int(s.int64(1))
+        acct.segments = try Segment.list(conn)
+        var emptyFull: [Segment] = []
+        for segment in acct.segments {
+            var rows = 0
+            try conn.with("SELECT priority, count(*), coalesce(sum(size), 0) FROM \(segment.table) GROUP BY priority", table: segment.table) { s throws(BufferError) in
+                while try s.step() {
+                    acct.priorityCounts[UInt8(truncatingIfNeeded: s.int64(0)), default: 0] += Int(s.int64(1))
+                    rows += Int(s.int64(1))
+                    acct.bytes += s.int64(2)
+                }
+            }
+            acct.count += rows
+            if segment.isLegacy { acct.legacyRows = rows }
+            if rows == 0 { emptyFull.append(segment) }
+            let maxRow = try conn.scalarInt("SELECT coalesce(max(row_id), 0) FROM \(segment.table)") ?? 0
+            acct.lastRowID = max(acct.lastRowID, maxRow, segment.isLegacy ? segment.last : 0)
+        }
+        // Restarted, new rows go to a new segment: the one that was being filled is full now.
+        acct.lastRowID = max(acct.lastRowID, try conn.scalarInt("SELECT value FROM meta WHERE name = '\(rowHighWaterName)'") ?? 0)
+        if !emptyFull.isEmpty {
+            // Left empty by a crash between the last delete and the drop (or by an old version).
+            try conn.transaction { () throws(BufferError) in
+                for segment in emptyFull { try dropSegment(segment) }
             }
         }
-        acct.lastRowID = try conn.scalarInt("SELECT coalesce(max(row_id), 0) FROM messages") ?? 0
-        let seq = try conn.scalarInt("SELECT seq FROM sqlite_sequence WHERE name = 'messages'") ?? 0
-        acct.lastRowID = max(acct.lastRowID, seq)
         try conn.with("SELECT device_id, lost_total FROM device_state WHERE lost_total > 0") { s throws(BufferError) in
             while try s.step() {
                 if let d = s.text(0) { acct.lostTotals[d] = UInt64(bitPattern: s.int64(1)) }
@@ -428,6 +505,7 @@ final class BufferStore {
     }
 
     func close() {
+        deleteHeldBeforeClose()
         conn.close()
         lock.release()
     }
@@ -495,7 +573,10 @@ final class BufferStore {
                     continue
                 }
             }
-            try conn.with("INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, sealed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)") { s throws(BufferError) in
+            let rowID = acct.lastRowID + 1
+            let table = try segmentTable(forNewRow: rowID)
+            try conn.with("INSERT INTO \(table)(row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, sealed) VALUES(?13, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", table: table) { s throws(BufferError) in
+                try s.bind(13, rowID)
                 let idHigh = Int64(bitPattern: m.id.high), idLow = Int64(bitPattern: m.id.low)
                 let sequence = m.sequence.map { Int64(bitPattern: $0) }
                 try s.bind(1, idHigh); try s.bind(2, idLow)
@@ -521,13 +602,12 @@ final class BufferStore {
                 }
                 try s.run()
             }
-            let rowID = conn.lastInsertRowID
             rowIDs.append(rowID)
             batchRows[rowID] = index
             acct.bytes += size
             acct.count += 1
             acct.priorityCounts[m.priority, default: 0] += 1
-            acct.lastRowID = max(acct.lastRowID, rowID)
+            acct.lastRowID = rowID
             if let cursor = m.sourceCursor, let device = m.deviceID { cursors[device] = cursor }
         }
         for loss in losses { highWater[loss.deviceID] = max(highWater[loss.deviceID] ?? 0, loss.sequence) }
@@ -543,11 +623,12 @@ final class BufferStore {
         var victims: [(rowID: Int64, size: Int64, priority: UInt8, loss: LostReading)] = []
         var freed: Int64 = 0
         for priority in acct.priorityCounts.keys.sorted() where freed < needed {
-            try conn.with("SELECT row_id, size, device_id, sequence FROM messages WHERE priority = ?1 AND kind = \(MessageKind.reading.rawValue) AND device_id IS NOT NULL AND sequence IS NOT NULL ORDER BY row_id") { s throws(BufferError) in
+            for segment in acct.segments where freed < needed {
+            try conn.with("SELECT row_id, size, device_id, sequence FROM \(segment.table) WHERE priority = ?1 AND kind = \(MessageKind.reading.rawValue) AND device_id IS NOT NULL AND sequence IS NOT NULL ORDER BY row_id", table: segment.table) { s throws(BufferError) in
                 try s.bind(1, Int64(priority))
                 while freed < needed, try s.step() {
                     let rowID = s.int64(0)
-                    if leasedMessages.contains(rowID) { continue }
+                    if leasedMessages[rowID] != nil || acct.held[rowID] != nil { continue }
                     guard let device = s.text(2) else { continue }
                     let loss = LostReading(deviceID: device, sequence: UInt64(bitPattern: s.int64(3)),
                                            reason: .bufferFullEvicted, at: now)
@@ -555,20 +636,89 @@ final class BufferStore {
                     freed += s.int64(1)
                 }
             }
+            }
         }
         guard freed >= needed else { return [] }
         for v in victims { try deleteRow(v.rowID, size: v.size, priority: v.priority) }
+        try dropFinishedSegments(holding: victims.map(\.rowID))
         return victims.map { ($0.rowID, $0.loss) }
     }
 
-    /// Deletes one message row (inside the caller's transaction) and takes it out of the accounting.
+    /// Deletes one message row (inside the caller's transaction) and takes it out of the
+    /// accounting. The caller then calls `dropFinishedSegments` for the rows it deleted.
     private func deleteRow(_ rowID: Int64, size: Int64, priority: UInt8) throws(BufferError) {
-        try conn.with("DELETE FROM messages WHERE row_id = ?1") { s throws(BufferError) in
+        guard let i = acct.segments.index(holding: rowID) else { return }
+        try conn.with("DELETE FROM \(acct.segments[i].table) WHERE row_id = ?1", table: acct.segments[i].table) { s throws(BufferError) in
             try s.bind(1, rowID); try s.run()
         }
+        guard (conn.handle.map { sqlite3_changes($0) } ?? 0) > 0 else { return }
+        if acct.segments[i].isLegacy { acct.legacyRows -= 1 }
         acct.bytes -= size
         acct.count -= 1
         decrementPriority(priority)
+    }
+
+    // MARK: segments
+
+    /// The table a new row `rowID` (above every stored row) goes to; creates its segment when
+    /// `rowID` is the first of it, and drops the segment before it if that one is now full and
+    /// empty (every row of it acknowledged while it was being filled).
+    private func segmentTable(forNewRow rowID: Int64) throws(BufferError) -> String {
+        if let last = acct.segments.last, !last.isLegacy, rowID >= last.first, rowID <= last.last { return last.table }
+        let segment = Segment.forRow(rowID, floor: (acct.segments.last?.last ?? 0) + 1)
+        try conn.exec(Segment.createSQL(segment.table))
+        try Self.storeRowHighWater(conn, segment.last)
+        let previous = acct.segments.last
+        acct.segments.append(segment)
+        if let previous { try dropIfFinished(previous) }
+        return segment.table
+    }
+
+    /// A segment is full once a row id above it was assigned (the legacy one always is).
+    private func isFull(_ segment: Segment) -> Bool { segment.isLegacy || acct.lastRowID >= segment.last }
+
+    /// Drops the segments holding any of `rowIDs` that are full and hold nothing but
+    /// acknowledged rows (or nothing at all).
+    private func dropFinishedSegments<S: Sequence>(holding rowIDs: S) throws(BufferError) where S.Element == Int64 {
+        var seen = Set<String>()
+        var candidates: [Segment] = []
+        for rowID in rowIDs {
+            guard let i = acct.segments.index(holding: rowID), seen.insert(acct.segments[i].table).inserted else { continue }
+            candidates.append(acct.segments[i])
+        }
+        for segment in candidates { try dropIfFinished(segment) }
+    }
+
+    private func dropIfFinished(_ segment: Segment) throws(BufferError) {
+        guard isFull(segment) else { return }
+        if segment.isLegacy {
+            if acct.legacyRows <= 0 { try dropSegment(segment) }
+            return
+        }
+        // Newest first: a drain acknowledges in row order, so a segment that is not finished
+        // usually shows a row that is not held at once.
+        let finished = try conn.with("SELECT row_id FROM \(segment.table) ORDER BY row_id DESC", table: segment.table) { s throws(BufferError) -> Bool in
+            while try s.step() {
+                if acct.held[s.int64(0)] == nil { return false }
+            }
+            return true
+        }
+        if finished { try dropSegment(segment) }
+    }
+
+    /// Drops a segment table (inside the caller's transaction) with the acknowledged rows it held.
+    private func dropSegment(_ segment: Segment) throws(BufferError) {
+        try conn.exec("DROP TABLE IF EXISTS \(segment.table)")
+        if segment.isLegacy {
+            try conn.exec("DELETE FROM sqlite_sequence WHERE name = '\(Segment.legacyTable)'")
+            try Self.storeRowHighWater(conn, max(segment.last, acct.lastRowID))
+            acct.legacyRows = 0
+        }
+        acct.segments.removeAll { $0.table == segment.table }
+        if !acct.held.isEmpty {
+            acct.held = acct.held.filter { $0.key < segment.first || $0.key > segment.last }
+        }
+        conn.forgetStatements(for: segment.table)
     }
 
     private func decrementPriority(_ p: UInt8) {
@@ -715,29 +865,42 @@ final class BufferStore {
                                into out: inout [StoredMessage]) throws(BufferError) {
         let target = out.count + limit
         guard limit > 0 else { return }
+        let top = min(high, acct.lastRowID)
         for priority in acct.priorityCounts.keys.sorted(by: >) where out.count < target {
             // Start past the rows already leased (the cursor), not at the front: with a large
             // backlog and a full window, skipping every leased row again made each lease O(n).
             let cursor = leaseCursor[priority] ?? 0
             let from = max(low, cursor)
             var lastExamined: Int64?
-            try conn.with("SELECT \(messageColumns) FROM messages WHERE priority = ?1 AND row_id > ?2 AND row_id <= ?3 ORDER BY row_id") { s throws(BufferError) in
-                try s.bind(1, Int64(priority)); try s.bind(2, from); try s.bind(3, high)
-                while out.count < target, try s.step() {
-                    let rowID = s.int64(0)
-                    lastExamined = rowID
-                    if leasedMessages.contains(rowID) || unreadable[rowID] != nil { continue }
-                    guard let message = readMessage(s) else {
-                        unreadable[rowID] = unreadableRow(s)
-                        continue
+            var i = acct.segments.firstIndex(reaching: from + 1)
+            while out.count < target, i < acct.segments.count, acct.segments[i].first <= top {
+                try conn.with("SELECT \(messageColumns) FROM \(acct.segments[i].table) WHERE row_id > ?2 AND row_id <= ?3 AND priority = ?1 ORDER BY row_id", table: acct.segments[i].table) { s throws(BufferError) in
+                    try s.bind(1, Int64(priority)); try s.bind(2, from); try s.bind(3, top)
+                    while out.count < target, try s.step() {
+                        let rowID = s.int64(0)
+                        lastExamined = rowID
+                        if leasedMessages[rowID] != nil || acct.held[rowID] != nil || unreadable[rowID] != nil { continue }
+                        guard let message = readMessage(s) else {
+                            unreadable[rowID] = unreadableRow(s)
+                            continue
+                        }
+                        leasedMessages[rowID] = RowInfo(size: s.int64(8), priority: message.priority, kind: message.kind,
+                                                        deviceID: message.deviceID)
+                        out.append(StoredMessage(token: .message(rowID), message: message, isBacklog: isBacklog))
                     }
-                    leasedMessages.insert(rowID)
-                    out.append(StoredMessage(token: .message(rowID), message: message, isBacklog: isBacklog))
+                }
+                i += 1
+            }
+            // Every row of this priority up to `lastExamined` is now leased (or gone), or up to
+            // `top` when the scan ran out of rows; but only if the scan began at the cursor (a
+            // live-only lease starts above it).
+            if from == cursor {
+                if out.count < target {
+                    leaseCursor[priority] = max(cursor, top)
+                } else if let lastExamined {
+                    leaseCursor[priority] = lastExamined
                 }
             }
-            // Every row of this priority up to `lastExamined` is now leased (or gone), but only
-            // if the scan began at the cursor (a live-only lease starts above it).
-            if from == cursor, let lastExamined { leaseCursor[priority] = lastExamined }
         }
     }
 
@@ -745,7 +908,7 @@ final class BufferStore {
         for t in tokens {
             switch t {
             case .message(let id):
-                leasedMessages.remove(id)
+                leasedMessages[id] = nil
                 for (priority, cursor) in leaseCursor where cursor >= id { leaseCursor[priority] = id - 1 }
             case .gap(let id): leasedGaps.remove(id)
             }
@@ -768,6 +931,10 @@ final class BufferStore {
         }
     }
 
+    /// An acknowledged row of a full segment is held (see `Accounting.held`) until its whole
+    /// segment can be dropped; any other acknowledged row is deleted now, runs of consecutive
+    /// row ids with one range `DELETE` each. Held rows leave the accounting at once: they are
+    /// delivered, and never leased, exported, evicted or purged again.
     private func deleteAcknowledged(_ tokens: [BufferToken]) throws(BufferError) -> Int {
         // A delete needs no fsync of its own: the next commit of readings (synchronous=FULL)
         // syncs the WAL up to and including it. Lost in a power cut, it means a duplicate.
@@ -778,14 +945,23 @@ final class BufferStore {
         do throws(BufferError) {
             let deleted = try conn.transaction { () throws(BufferError) -> Int in
                 var n = 0
-                // Message rows as runs of consecutive row ids (a drain acknowledges rows leased
-                // in order): one range DELETE per run. Every id of a run is in `tokens`, so the
-                // range holds no row that was not acknowledged.
                 var rowIDs: [Int64] = []
                 rowIDs.reserveCapacity(tokens.count)
+                var touched: [Int64] = []
                 for t in tokens {
                     switch t {
-                    case .message(let rowID): rowIDs.append(rowID)
+                    case .message(let rowID):
+                        if let info = leasedMessages[rowID], acct.held[rowID] == nil,
+                           let i = acct.segments.index(holding: rowID), !acct.segments[i].isLegacy, isFull(acct.segments[i]) {
+                            acct.held[rowID] = info
+                            acct.bytes -= info.size
+                            acct.count -= 1
+                            decrementPriority(info.priority)
+                            touched.append(rowID)
+                            n += 1
+                        } else {
+                            rowIDs.append(rowID)
+                        }
                     case .gap(let gapID):
                         try conn.with("DELETE FROM gaps WHERE gap_id = ?1") { s throws(BufferError) in
                             try s.bind(1, gapID); try s.run()
@@ -793,27 +969,15 @@ final class BufferStore {
                         if let h = conn.handle { n += Int(sqlite3_changes(h)) }
                     }
                 }
-                rowIDs.sort()
-                var i = 0
-                while i < rowIDs.count {
-                    var j = i
-                    while j + 1 < rowIDs.count, rowIDs[j + 1] <= rowIDs[j] + 1 { j += 1 }
-                    try conn.with("DELETE FROM messages WHERE row_id >= ?1 AND row_id <= ?2 RETURNING priority, size") { s throws(BufferError) in
-                        try s.bind(1, rowIDs[i]); try s.bind(2, rowIDs[j])
-                        while try s.step() {
-                            acct.bytes -= s.int64(1)
-                            acct.count -= 1
-                            decrementPriority(UInt8(truncatingIfNeeded: s.int64(0)))
-                            n += 1
-                        }
-                    }
-                    i = j + 1
-                }
+                n += try deleteRuns(rowIDs)
+                touched.append(contentsOf: rowIDs)
+                try dropFinishedSegments(holding: touched)
+                if acct.held.count > Self.heldLimit { try deleteHeld() }
                 return n
             }
             for t in tokens {
                 switch t {
-                case .message(let id): leasedMessages.remove(id)
+                case .message(let id): leasedMessages[id] = nil
                 case .gap(let id): leasedGaps.remove(id); sealedGaps.remove(id)
                 }
             }
@@ -822,6 +986,68 @@ final class BufferStore {
         } catch {
             acct = saved
             throw error
+        }
+    }
+
+    /// Deletes message rows now (inside the caller's transaction), as runs of consecutive row
+    /// ids within one segment, one range `DELETE` each (a drain acknowledges rows leased in
+    /// order). Every id of a run is in `rowIDs`, so a range holds no other row. Returns the
+    /// number of rows deleted.
+    private func deleteRuns(_ ids: [Int64]) throws(BufferError) -> Int {
+        let rowIDs = ids.sorted()
+        var n = 0
+        var i = 0
+        while i < rowIDs.count {
+            guard let s = acct.segments.index(holding: rowIDs[i]) else { i += 1; continue }
+            let segment = acct.segments[s]
+            var j = i
+            while j + 1 < rowIDs.count, rowIDs[j + 1] <= rowIDs[j] + 1, rowIDs[j + 1] <= segment.last { j += 1 }
+            try conn.with("DELETE FROM \(segment.table) WHERE row_id >= ?1 AND row_id <= ?2 RETURNING priority, size", table: segment.table) { st throws(BufferError) in
+                try st.bind(1, rowIDs[i]); try st.bind(2, rowIDs[j])
+                while try st.step() {
+                    acct.bytes -= st.int64(1)
+                    acct.count -= 1
+                    if segment.isLegacy { acct.legacyRows -= 1 }
+                    decrementPriority(UInt8(truncatingIfNeeded: st.int64(0)))
+                    n += 1
+                }
+            }
+            i = j + 1
+        }
+        return n
+    }
+
+    /// Deletes the held rows row by row (inside the caller's transaction): when more than
+    /// `heldLimit` wait (their segments still hold rows not acknowledged, e.g. refused ones),
+    /// and at close, so a clean restart sends none of them again.
+    private func deleteHeld() throws(BufferError) {
+        let ids = acct.held.keys.sorted()
+        var i = 0
+        while i < ids.count {
+            guard let s = acct.segments.index(holding: ids[i]) else { i += 1; continue }
+            let segment = acct.segments[s]
+            var j = i
+            while j + 1 < ids.count, ids[j + 1] <= ids[j] + 1, ids[j + 1] <= segment.last { j += 1 }
+            try conn.with("DELETE FROM \(segment.table) WHERE row_id >= ?1 AND row_id <= ?2", table: segment.table) { st throws(BufferError) in
+                try st.bind(1, ids[i]); try st.bind(2, ids[j]); try st.run()
+            }
+            i = j + 1
+        }
+        acct.held = [:]
+        try dropFinishedSegments(holding: ids)
+    }
+
+    /// Deletes the held rows before the buffer closes (best effort: if it fails they are
+    /// delivered again after the restart, with the same ids).
+    private func deleteHeldBeforeClose() {
+        guard conn.isOpen, !acct.held.isEmpty else { return }
+        let saved = acct
+        do throws(BufferError) {
+            try conn.transaction { () throws(BufferError) in try deleteHeld() }
+        } catch {
+            acct = saved
+            config.logger?.warning("could not delete acknowledged messages at close; they are sent again after the restart (same ids)",
+                                   metadata: ["path": "\(config.path)", "rows": "\(saved.held.count)", "error": "\(error)"])
         }
     }
 
@@ -871,7 +1097,16 @@ final class BufferStore {
 
     func stats() throws(BufferError) -> BufferStats {
         try ensureOpen()
-        let oldest = try conn.scalarInt("SELECT created_at FROM messages ORDER BY row_id LIMIT 1")
+        // The first stored row that is not acknowledged (held rows are delivered).
+        var oldest: Int64?
+        for segment in acct.segments where oldest == nil {
+            oldest = try conn.with("SELECT row_id, created_at FROM \(segment.table) ORDER BY row_id", table: segment.table) { s throws(BufferError) -> Int64? in
+                while try s.step() {
+                    if acct.held[s.int64(0)] == nil { return s.int64(1) }
+                }
+                return nil
+            }
+        }
         let gapRows = try conn.scalarInt("SELECT count(*) FROM gaps") ?? 0
         return BufferStats(
             messageCount: acct.count, bytes: acct.bytes, maxBytes: config.maxBytes,
@@ -895,13 +1130,18 @@ final class BufferStore {
     /// Stored readings (not yet acknowledged, leased or not) per device.
     func pendingReadingCounts() throws(BufferError) -> [String: Int] {
         try ensureOpen()
-        return try conn.with("SELECT device_id, count(*) FROM messages WHERE kind = \(MessageKind.reading.rawValue) AND device_id IS NOT NULL GROUP BY device_id") { s throws(BufferError) -> [String: Int] in
-            var out: [String: Int] = [:]
-            while try s.step() {
-                if let d = s.text(0) { out[d] = Int(s.int64(1)) }
+        var out: [String: Int] = [:]
+        for segment in acct.segments {
+            try conn.with("SELECT device_id, count(*) FROM \(segment.table) WHERE kind = \(MessageKind.reading.rawValue) AND device_id IS NOT NULL GROUP BY device_id", table: segment.table) { s throws(BufferError) in
+                while try s.step() {
+                    if let d = s.text(0) { out[d, default: 0] += Int(s.int64(1)) }
+                }
             }
-            return out
         }
+        for info in acct.held.values where info.kind == .reading {
+            if let d = info.deviceID, let n = out[d] { out[d] = n > 1 ? n - 1 : nil }
+        }
+        return out
     }
 
     /// Up to `limit` stored message rows with a row id above `after`, in row order, optionally
@@ -911,12 +1151,15 @@ final class BufferStore {
         guard limit > 0 else { return [] }
         var out: [StoredMessage] = []
         let filter = deviceIDs == nil ? "" : " AND kind = \(MessageKind.reading.rawValue) AND device_id IS NOT NULL"
-        try conn.with("SELECT \(messageColumns) FROM messages WHERE row_id > ?1\(filter) ORDER BY row_id") { s throws(BufferError) in
+        var i = acct.segments.firstIndex(reaching: after + 1)
+        while out.count < limit, i < acct.segments.count {
+        try conn.with("SELECT \(messageColumns) FROM \(acct.segments[i].table) WHERE row_id > ?1\(filter) ORDER BY row_id", table: acct.segments[i].table) { s throws(BufferError) in
             try s.bind(1, after)
             while out.count < limit, try s.step() {
                 let device = s.text(5)
                 if let deviceIDs, !deviceIDs.contains(device ?? "") { continue }
                 let rowID = s.int64(0)
+                if acct.held[rowID] != nil { continue }
                 guard let message = readMessage(s) else {
                     // Export changes nothing: the row stays, and the next lease records it as lost.
                     config.logger?.error("a buffered message cannot be opened with the at-rest key (tampered or damaged); left out of the export",
@@ -925,6 +1168,8 @@ final class BufferStore {
                 }
                 out.append(StoredMessage(token: .message(rowID), message: message, isBacklog: false))
             }
+        }
+        i += 1
         }
         return out
     }
@@ -997,6 +1242,7 @@ final class BufferStore {
                         losses.append(LostReading(deviceID: d, sequence: q, reason: .unreadableAtRest, at: now))
                     }
                 }
+                try dropFinishedSegments(holding: rows.map(\.rowID))
                 try recordLossesInTransaction(losses)
             }
             unreadableTotal += rows.count
@@ -1020,19 +1266,23 @@ final class BufferStore {
             return try conn.transaction { () throws(BufferError) -> PurgeOutcome in
                 var victims: [(rowID: Int64, size: Int64, priority: UInt8, loss: LostReading?)] = []
                 var inFlight = 0
-                try conn.with("SELECT row_id, size, priority, device_id, sequence FROM messages WHERE kind = \(MessageKind.reading.rawValue) ORDER BY row_id") { s throws(BufferError) in
+                for segment in acct.segments {
+                try conn.with("SELECT row_id, size, priority, device_id, sequence FROM \(segment.table) WHERE kind = \(MessageKind.reading.rawValue) ORDER BY row_id", table: segment.table) { s throws(BufferError) in
                     while try s.step() {
                         let device = s.text(3)
                         if let deviceIDs, !deviceIDs.contains(device ?? "") { continue }
                         let rowID = s.int64(0)
-                        if leasedMessages.contains(rowID) { inFlight += 1; continue }
+                        if acct.held[rowID] != nil { continue }
+                        if leasedMessages[rowID] != nil { inFlight += 1; continue }
                         let loss = device.flatMap { d in
                             s.optionalInt64(4).map { LostReading(deviceID: d, sequence: UInt64(bitPattern: $0), reason: reason, at: now) }
                         }
                         victims.append((rowID, s.int64(1), UInt8(truncatingIfNeeded: s.int64(2)), loss))
                     }
                 }
+                }
                 for v in victims { try deleteRow(v.rowID, size: v.size, priority: v.priority) }
+                try dropFinishedSegments(holding: victims.map(\.rowID))
                 let losses = victims.compactMap(\.loss)
                 try recordLossesInTransaction(losses)
                 return PurgeOutcome(purged: victims.count, leftInFlight: inFlight, losses: losses)
@@ -1041,6 +1291,11 @@ final class BufferStore {
             acct = saved
             throw error
         }
+    }
+
+    /// Test hook: the message tables in the file (not the in-memory list), in row order.
+    func messageTables() throws(BufferError) -> [String] {
+        try Segment.list(conn).map(\.table)
     }
 
     /// Test hook: an integer PRAGMA of this connection.

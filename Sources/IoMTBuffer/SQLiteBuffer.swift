@@ -222,6 +222,11 @@ public actor SQLiteBuffer {
         try store.pragmaInt(name)
     }
 
+    /// Test hook: the message tables in the database file, in row order (see `Segment`).
+    func _messageTables() throws(BufferError) -> [String] {
+        try store.messageTables()
+    }
+
     /// Test hook: `PRAGMA query_only`, to make every write fail with `SQLITE_READONLY`.
     func _setQueryOnly(_ on: Bool) throws(BufferError) {
         try store.setQueryOnly(on)

@@ -52,6 +52,8 @@ final class SQLiteConnection {
     let path: String
     private(set) var handle: OpaquePointer?
     private var statements: [String: Statement] = [:]
+    /// Cached statements by the segment table they name (see `with(_:table:_:)`).
+    private var statementsByTable: [String: [String]] = [:]
 
     init(path: String, flags: Int32) throws(BufferError) {
         self.path = path
@@ -73,6 +75,7 @@ final class SQLiteConnection {
     func close() {
         for (_, s) in statements { sqlite3_finalize(s.raw) }
         statements.removeAll()
+        statementsByTable.removeAll()
         if let handle { sqlite3_close_v2(handle) }
         handle = nil
     }
@@ -94,7 +97,7 @@ final class SQLiteConnection {
     }
 
     /// A cached prepared statement; callers must go through `with(_:_:)` so it is reset after use.
-    private func prepare(_ sql: String) throws(BufferError) -> Statement {
+    private func prepare(_ sql: String, table: String? = nil) throws(BufferError) -> Statement {
         if let s = statements[sql] { return s }
         let db = try db()
         var raw: OpaquePointer?
@@ -105,12 +108,22 @@ final class SQLiteConnection {
         }
         let s = Statement(raw: raw, connection: self, sql: sql)
         statements[sql] = s
+        if let table { statementsByTable[table, default: []].append(sql) }
         return s
     }
 
+    /// Finalizes the cached statements prepared for `table` (`with(_:table:_:)`) after the
+    /// table was dropped: the cache would otherwise keep one set per segment ever used.
+    func forgetStatements(for table: String) {
+        for sql in statementsByTable.removeValue(forKey: table) ?? [] {
+            if let s = statements.removeValue(forKey: sql) { sqlite3_finalize(s.raw) }
+        }
+    }
+
     /// Prepares (or reuses) `sql`, hands it to `body`, and resets it afterwards.
-    func with<T>(_ sql: String, _ body: (Statement) throws(BufferError) -> T) throws(BufferError) -> T {
-        let s = try prepare(sql)
+    /// `table`: the segment table `sql` names, so `forgetStatements(for:)` finds it.
+    func with<T>(_ sql: String, table: String? = nil, _ body: (Statement) throws(BufferError) -> T) throws(BufferError) -> T {
+        let s = try prepare(sql, table: table)
         defer { s.reset() }
         return try body(s)
     }

@@ -90,7 +90,8 @@ struct ConnectionAndStorageTests {
         await agent.terminate()
         #expect(agent.output.value.lowercased().contains("certificate"), "names the certificate problem: \(agent.output.value)")
         #expect(try highWaterSequence(stateDir: setup.stateDir, device: "th-1") == 10)
-        let left = try await ChildProcess.run(["sqlite3", "\(setup.stateDir)/buffer.db", "SELECT count(*) FROM messages;"])
+        let db = "\(setup.stateDir)/buffer.db"
+        let left = try await ChildProcess.run(["sqlite3", db, "SELECT count(*) FROM \(try bufferMessagesTable(db));"])
         #expect(left.output.trimmingCharacters(in: .whitespacesAndNewlines) == "10", "all 10 still buffered")
     }
 

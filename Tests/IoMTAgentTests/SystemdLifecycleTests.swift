@@ -216,7 +216,7 @@ struct SystemdLifecycleTests {
         #expect(integrity.output.trimmingCharacters(in: .whitespacesAndNewlines) == "ok", "\(integrity.output)")
         let rows = try await ChildProcess.run(["sqlite3", "-separator", " ", db, """
             SELECT m.device_id, COUNT(*), MIN(m.sequence), MAX(m.sequence), s.last_sequence
-            FROM messages m JOIN device_state s ON s.device_id = m.device_id
+            FROM \(try bufferMessagesTable(db)) m JOIN device_state s ON s.device_id = m.device_id
             WHERE m.device_id IS NOT NULL GROUP BY m.device_id ORDER BY m.device_id;
             SELECT 'gaps', COUNT(*) FROM gaps;
             """])

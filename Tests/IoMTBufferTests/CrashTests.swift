@@ -1,5 +1,6 @@
 import Foundation
 import IoMTCore
+import IoMTTestSupport
 import Testing
 @testable import IoMTBuffer
 
@@ -49,7 +50,7 @@ private let batchSize: UInt64 = 25
             let stored = seqs(try await buffer.lease(limit: 1_000_000))
             #expect(await buffer.unreadableAtRestCount() == 0)
             if sealed {
-                let (rc, out) = try sh("sqlite3 '\(path)' 'SELECT sealed, count(*) FROM messages GROUP BY sealed;'")
+                let (rc, out) = try sh("sqlite3 '\(path)' 'SELECT sealed, count(*) FROM \(try bufferMessagesTable(path)) GROUP BY sealed;'")
                 #expect(rc == 0 && out.trimmingCharacters(in: .whitespacesAndNewlines) == "1|\(stored.count)", "\(out)")
             }
             let high = stored.last ?? 0

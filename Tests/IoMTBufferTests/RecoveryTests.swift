@@ -169,7 +169,7 @@ private func randomData(_ n: Int) -> Data {
         do { let b = try await openBuffer(path); await b.close() }
         let (rc, out) = try sh("sqlite3 '\(path)' 'PRAGMA user_version=99;'")
         #expect(rc == 0, "\(out)")
-        await #expect(throws: BufferError.schemaTooNew(path: path, found: 99, supported: 2)) {
+        await #expect(throws: BufferError.schemaTooNew(path: path, found: 99, supported: bufferSchemaVersion)) {
             _ = try await openBuffer(path)
         }
         #expect(dir.files().filter { $0.contains("corrupt") }.isEmpty)

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import IoMTCore
+import IoMTTestSupport
 import Testing
 @testable import IoMTBuffer
 
@@ -60,8 +61,9 @@ import Testing
         let exported = try await b.pending(after: 0, limit: 100)
         #expect(exported.map(\.message) == originals)
         // Stored: nonce || ciphertext || tag, 28 bytes longer, flagged sealed; size counts it.
-        #expect(try sqlite(path, "SELECT DISTINCT sealed FROM messages;") == "1")
-        #expect(try sqlite(path, "SELECT length(payload) FROM messages WHERE row_id = 1;") == "\(originals[0].payload.count + 28)")
+        // (Rows 1...512 are the first segment table.)
+        #expect(try sqlite(path, "SELECT DISTINCT sealed FROM messages_0;") == "1")
+        #expect(try sqlite(path, "SELECT length(payload) FROM messages_0 WHERE row_id = 1;") == "\(originals[0].payload.count + 28)")
         #expect(try await b.stats().bytes == originals.reduce(0) { $0 + BufferStore.logicalSize($1) + 28 })
         #expect(try await b.ack(leased.map(\.token)) == 20)
         #expect(try await b.stats().messageCount == 0)
@@ -189,17 +191,27 @@ import Testing
             _ = try await b.append(old, sequences: ["dev-phi": 3])
             await b.close()
         }
-        // Make it exactly a v1 file: no `sealed` column, no meta table, user_version 1.
-        _ = try sqlite(path, "ALTER TABLE messages DROP COLUMN sealed; DROP TABLE meta; PRAGMA user_version = 1;")
+        // Make it exactly a v1 file: the v1 `messages` table (AUTOINCREMENT, no `sealed`
+        // column, its priority index) holding the rows, no meta table, user_version 1.
+        _ = try sqlite(path, """
+            CREATE TABLE messages(row_id INTEGER PRIMARY KEY AUTOINCREMENT, id_high INTEGER NOT NULL, id_low INTEGER NOT NULL, \
+            kind INTEGER NOT NULL, priority INTEGER NOT NULL, device_id TEXT, sequence INTEGER, created_at INTEGER NOT NULL, \
+            size INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, checksum INTEGER NOT NULL); \
+            CREATE INDEX messages_by_priority ON messages(priority); \
+            INSERT INTO messages SELECT row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum FROM messages_0; \
+            DROP TABLE messages_0; DROP TABLE meta; PRAGMA user_version = 1;
+            """)
         #expect(try sqlite(path, "PRAGMA user_version;") == "1")
 
         let b = try await openBuffer(path, key: testKey)
         let new = (4...5).map { phiReading(&f, $0) }
         _ = try await b.append(new)
         #expect(try await b.lease(limit: 10).map(\.message) == old + new)
-        #expect(try sqlite(path, "SELECT sealed, count(*) FROM messages GROUP BY sealed ORDER BY sealed;") == "0|3\n1|2")
+        // The old rows stay in the v1 table (the legacy segment); new rows go to segment tables.
+        #expect(try sqlite(path, "SELECT sealed, count(*) FROM messages GROUP BY sealed ORDER BY sealed;") == "0|3")
+        #expect(try sqlite(path, "SELECT sealed, count(*) FROM messages_0 GROUP BY sealed ORDER BY sealed;") == "1|2")
         #expect(try sqlite(path, "SELECT count(*) FROM meta WHERE name = 'key-check';") == "1")
-        #expect(try sqlite(path, "PRAGMA user_version;") == "2")
+        #expect(try sqlite(path, "PRAGMA user_version;") == "3")
         #expect(try await b.loadSequences()["dev-phi"] == 5)
         await b.close()
         // From now on it is an encrypted buffer.
@@ -218,11 +230,12 @@ import Testing
         }
         // Flip one byte of row 2's ciphertext with sqlite3, and move row 4's sealed payload
         // onto row 5 (an intact box on the wrong row: the id and topic no longer match).
-        let hex = try sqlite(path, "SELECT hex(payload) FROM messages WHERE row_id = 2;")
+        // (Rows 1...512 are the first segment table.)
+        let hex = try sqlite(path, "SELECT hex(payload) FROM messages_0 WHERE row_id = 2;")
         var bytes = try #require(hexBytes(hex))
         bytes[20] ^= 0x01
-        _ = try sqlite(path, "UPDATE messages SET payload = X'\(bytes.map { String(format: "%02X", $0) }.joined())' WHERE row_id = 2;")
-        _ = try sqlite(path, "UPDATE messages SET payload = (SELECT payload FROM messages WHERE row_id = 4) WHERE row_id = 5;")
+        _ = try sqlite(path, "UPDATE messages_0 SET payload = X'\(bytes.map { String(format: "%02X", $0) }.joined())' WHERE row_id = 2;")
+        _ = try sqlite(path, "UPDATE messages_0 SET payload = (SELECT payload FROM messages_0 WHERE row_id = 4) WHERE row_id = 5;")
 
         let b = try await openBuffer(path, key: testKey)
         #expect(b.recoveredFromCorruption == nil)
@@ -268,7 +281,7 @@ import Testing
         let byID = Dictionary(uniqueKeysWithValues: originals.map { ($0.id, $0) })
         #expect(salvaged.allSatisfy { byID[$0.message.id] == $0.message })
         #expect(await b.unreadableAtRestCount() == 0)
-        #expect(try sqlite(path, "SELECT DISTINCT sealed FROM messages;") == "1")
+        #expect(try sqlite(path, "SELECT DISTINCT sealed FROM \(try bufferMessagesTable(path));") == "1")
         await b.close()
         // The salvaged key check still guards the fresh file.
         await #expect(throws: BufferError.keyRequired(path: path)) { _ = try await openBuffer(path) }
