@@ -34,8 +34,10 @@ public enum LinkEvent: Sendable {
 ///   acknowledgement; after a crash they are simply still in the buffer).
 /// - Acks are deleted in batches (one transaction per `ackBatch` acknowledgements while
 ///   draining, at once when there is nothing more to send), so draining does not cost one
-///   transaction per message. A crash between PUBACK and the delete means that message is sent
-///   again after restart, with the same id: a duplicate a consumer recognises, never a loss.
+///   transaction per message; the buffer may keep acknowledged rows a while longer, until
+///   their whole segment table can go (at most 3072, see IoMTBuffer's `Segment`). A crash
+///   between PUBACK and the delete means that message is sent again after restart, with the
+///   same id: a duplicate a consumer recognises, never a loss.
 /// - Reconnects: publishes that were in flight stay leased; libmosquitto retransmits them on
 ///   the new connection (MQTT 5.0 §4.4), so they are not republished from here.
 /// - `live-first`: rows written before the latest (re)connection are backlog; they take at

@@ -58,15 +58,33 @@ struct AgentProcess {
     }
 }
 
-/// Rows in a buffer database, read by another process (read-only connection; WAL allows it).
+/// Rows in a buffer database, read by another process (read-only connection; WAL allows it):
+/// the sum over its message tables (schema v3 keeps rows in segment tables `messages_<n>`, a
+/// v2 file in `messages`). Acknowledged rows waiting for their segment to be dropped count too:
+/// this is what is on disk, what a crash now would send again.
 func countBufferRows(_ path: String) -> Int? {
     var db: OpaquePointer?
     guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK, let db else { return nil }
     defer { sqlite3_close_v2(db) }
     sqlite3_busy_timeout(db, 2000)
-    var stmt: OpaquePointer?
-    guard sqlite3_prepare_v2(db, "SELECT count(*) FROM messages", -1, &stmt, nil) == SQLITE_OK, let stmt else { return nil }
-    defer { sqlite3_finalize(stmt) }
-    guard sqlite3_step(stmt) == SQLITE_ROW else { return nil }
-    return Int(sqlite3_column_int64(stmt, 0))
+    // One read transaction, so the list and the counts see the same state.
+    guard sqlite3_exec(db, "BEGIN", nil, nil, nil) == SQLITE_OK else { return nil }
+    defer { sqlite3_exec(db, "COMMIT", nil, nil, nil) }
+    func rows(_ sql: String, _ each: (OpaquePointer) -> Void) -> Bool {
+        var stmt: OpaquePointer?
+        guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK, let stmt else { return false }
+        defer { sqlite3_finalize(stmt) }
+        var rc = sqlite3_step(stmt)
+        while rc == SQLITE_ROW { each(stmt); rc = sqlite3_step(stmt) }
+        return rc == SQLITE_DONE
+    }
+    var tables: [String] = []
+    guard rows("SELECT name FROM sqlite_schema WHERE type = 'table' AND (name = 'messages' OR name GLOB 'messages_[0-9]*')", {
+        if let p = sqlite3_column_text($0, 0) { tables.append(String(cString: p)) }
+    }) else { return nil }
+    var total = 0
+    for t in tables {
+        guard rows("SELECT count(*) FROM \(t)", { total += Int(sqlite3_column_int64($0, 0)) }) else { return nil }
+    }
+    return total
 }

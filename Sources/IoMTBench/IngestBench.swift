@@ -57,7 +57,8 @@ enum IngestBench {
                        meanLatencyMicros: accepted > 0 ? Double(latencySum) / Double(accepted) / 1000 : .nan)
     }
 
-    /// Raw C API: prepared INSERT of the same rows into the same table, `batch` rows per
+    /// Raw C API: prepared INSERT of the same rows into a table shaped like the buffer's segment
+    /// tables (schema v3: integer primary key, no AUTOINCREMENT, no index), `batch` rows per
     /// transaction, WAL + synchronous=FULL, one thread, no waiting between commits.
     static func rawRun(batch: Int, seconds: Double, pool: [OutgoingMessage]) throws -> Double {
         let dir = try makeTempDir("rawsql")
@@ -75,10 +76,9 @@ enum IngestBench {
         try exec("PRAGMA journal_mode=WAL")
         try exec("PRAGMA synchronous=FULL")
         try exec("""
-            CREATE TABLE messages(row_id INTEGER PRIMARY KEY AUTOINCREMENT, id_high INTEGER NOT NULL, id_low INTEGER NOT NULL,
+            CREATE TABLE messages(row_id INTEGER PRIMARY KEY, id_high INTEGER NOT NULL, id_low INTEGER NOT NULL,
               kind INTEGER NOT NULL, priority INTEGER NOT NULL, device_id TEXT, sequence INTEGER, created_at INTEGER NOT NULL,
               size INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL);
-            CREATE INDEX messages_by_priority ON messages(priority);
             """)
         var stmt: OpaquePointer?
         guard sqlite3_prepare_v2(db, "INSERT INTO messages(id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)", -1, &stmt, nil) == SQLITE_OK, let stmt else {

@@ -124,9 +124,9 @@ final class BufferStore {
     }
     /// At most this many acknowledged rows wait for their segment to be dropped; a crash loses
     /// their deletion, so after a restart they are delivered again (same ids): a duplicate a
-    /// consumer recognises, never a loss. Two segments' worth, so a drain in row order never
-    /// reaches it.
-    static let heldLimit = Int(2 * Segment.rows)
+    /// consumer recognises, never a loss. A segment plus half of one: a drain in row order holds
+    /// at most one segment and one batch of acknowledgements, so it never reaches the limit.
+    static let heldLimit = Int(Segment.rows + Segment.rows / 2)
     private var acct = Accounting()
     private var leasedMessages: [Int64: RowInfo] = [:]
     /// False while the connection runs at `synchronous=NORMAL` (only for deletes).
@@ -232,7 +232,7 @@ final class BufferStore {
         // No key check (someone removed it): the first sealed row decides.
         var opens: Bool?
         for segment in try Segment.list(conn) where opens == nil {
-            opens = try conn.with("SELECT id_high, id_low, topic, payload FROM \(segment.table) WHERE sealed = 1 ORDER BY row_id LIMIT 1", table: segment.table) { s throws(BufferError) -> Bool? in
+            opens = try conn.once("SELECT id_high, id_low, topic, payload FROM \(segment.table) WHERE sealed = 1 ORDER BY row_id LIMIT 1") { s throws(BufferError) -> Bool? in
                 guard try s.step() else { return nil }
                 guard let sealer else { return false }
                 let topic = s.text(2) ?? ""
@@ -424,7 +424,7 @@ final class BufferStore {
                     rowID += 1
                     let segment = Segment.forRow(rowID, floor: 1)
                     if rowID == segment.first { try conn.exec(Segment.createSQL(segment.table)) }
-                    return try conn.with("INSERT INTO \(segment.table)(row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, sealed) VALUES(?13, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", table: segment.table) { ins throws(BufferError) in
+                    return try conn.with(insertSQL(segment.table), table: segment.table) { ins throws(BufferError) in
                         try ins.bind(1, s.int64(1)); try ins.bind(2, s.int64(2)); try ins.bind(3, s.int64(3))
                         try ins.bind(4, s.int64(4) & 0xFF); try ins.bind(5, device); try ins.bind(6, s.optionalInt64(6))
                         try ins.bind(7, s.int64(7)); try ins.bind(8, s.int64(8)); try ins.bind(9, topic)
@@ -436,6 +436,10 @@ final class BufferStore {
                 }
                 }
                 if rowID > 0 { try storeRowHighWater(conn, Segment.forRow(rowID, floor: 1).last) }
+                // One cached INSERT per segment written: not kept.
+                for n in stride(from: Int64(0), through: rowID > 0 ? Segment.number(of: rowID) : -1, by: 1) {
+                    conn.forgetStatements(for: Segment.table(n))
+                }
             }
         } catch {
             logger?.error("could not write salvaged rows", metadata: ["path": "\(conn.path)", "error": "\(error)"])
@@ -475,25 +479,35 @@ final class BufferStore {
         var emptyFull: [Segment] = []
         for segment in acct.segments {
             var rows = 0
-            try conn.with("SELECT priority, count(*), coalesce(sum(size), 0) FROM \(segment.table) GROUP BY priority", table: segment.table) { s throws(BufferError) in
+            var maxRow: Int64 = 0
+            try conn.once("SELECT priority, count(*), coalesce(sum(size), 0), max(row_id) FROM \(segment.table) GROUP BY priority") { s throws(BufferError) in
                 while try s.step() {
                     acct.priorityCounts[UInt8(truncatingIfNeeded: s.int64(0)), default: 0] += Int(s.int64(1))
                     rows += Int(s.int64(1))
                     acct.bytes += s.int64(2)
+                    maxRow = max(maxRow, s.int64(3))
                 }
             }
             acct.count += rows
             if segment.isLegacy { acct.legacyRows = rows }
             if rows == 0 { emptyFull.append(segment) }
-            let maxRow = try conn.scalarInt("SELECT coalesce(max(row_id), 0) FROM \(segment.table)") ?? 0
             acct.lastRowID = max(acct.lastRowID, maxRow, segment.isLegacy ? segment.last : 0)
         }
         // Restarted, new rows go to a new segment: the one that was being filled is full now.
         acct.lastRowID = max(acct.lastRowID, try conn.scalarInt("SELECT value FROM meta WHERE name = '\(rowHighWaterName)'") ?? 0)
         if !emptyFull.isEmpty {
-            // Left empty by a crash between the last delete and the drop (or by an old version).
-            try conn.transaction { () throws(BufferError) in
-                for segment in emptyFull { try dropSegment(segment) }
+            // The segment that was being filled when the buffer last closed, every row of it
+            // delivered: full now that new rows start a new segment. Best effort: on a full disk
+            // the buffer must still open and forward what it holds; it goes next time.
+            let segments = acct.segments
+            do throws(BufferError) {
+                try conn.transaction { () throws(BufferError) in
+                    for segment in emptyFull { try dropSegment(segment) }
+                }
+            } catch {
+                acct.segments = segments
+                config.logger?.warning("could not drop empty buffer segment tables; tried again at the next start",
+                                       metadata: ["path": "\(config.path)", "tables": "\(emptyFull.count)", "error": "\(error)"])
             }
         }
         try conn.with("SELECT device_id, lost_total FROM device_state WHERE lost_total > 0") { s throws(BufferError) in
@@ -575,7 +589,7 @@ final class BufferStore {
             }
             let rowID = acct.lastRowID + 1
             let table = try segmentTable(forNewRow: rowID)
-            try conn.with("INSERT INTO \(table)(row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, sealed) VALUES(?13, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", table: table) { s throws(BufferError) in
+            try conn.with(Self.insertSQL(table), table: table) { s throws(BufferError) in
                 try s.bind(13, rowID)
                 let idHigh = Int64(bitPattern: m.id.high), idLow = Int64(bitPattern: m.id.low)
                 let sequence = m.sequence.map { Int64(bitPattern: $0) }
@@ -670,8 +684,18 @@ final class BufferStore {
         try Self.storeRowHighWater(conn, segment.last)
         let previous = acct.segments.last
         acct.segments.append(segment)
-        if let previous { try dropIfFinished(previous) }
+        if let previous {
+            // Full now: nothing is inserted there again (a backlog of 1M rows would otherwise
+            // keep ~2000 prepared INSERTs).
+            conn.forget(Self.insertSQL(previous.table))
+            try dropIfFinished(previous)
+        }
         return segment.table
+    }
+
+    /// The INSERT of a message row into `table`; parameter 13 is the row id.
+    static func insertSQL(_ table: String) -> String {
+        "INSERT INTO \(table)(row_id, id_high, id_low, kind, priority, device_id, sequence, created_at, size, topic, payload, checksum, sealed) VALUES(?13, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     }
 
     /// A segment is full once a row id above it was assigned (the legacy one always is).
@@ -1132,7 +1156,7 @@ final class BufferStore {
         try ensureOpen()
         var out: [String: Int] = [:]
         for segment in acct.segments {
-            try conn.with("SELECT device_id, count(*) FROM \(segment.table) WHERE kind = \(MessageKind.reading.rawValue) AND device_id IS NOT NULL GROUP BY device_id", table: segment.table) { s throws(BufferError) in
+            try conn.once("SELECT device_id, count(*) FROM \(segment.table) WHERE kind = \(MessageKind.reading.rawValue) AND device_id IS NOT NULL GROUP BY device_id") { s throws(BufferError) in
                 while try s.step() {
                     if let d = s.text(0) { out[d, default: 0] += Int(s.int64(1)) }
                 }
@@ -1153,7 +1177,7 @@ final class BufferStore {
         let filter = deviceIDs == nil ? "" : " AND kind = \(MessageKind.reading.rawValue) AND device_id IS NOT NULL"
         var i = acct.segments.firstIndex(reaching: after + 1)
         while out.count < limit, i < acct.segments.count {
-        try conn.with("SELECT \(messageColumns) FROM \(acct.segments[i].table) WHERE row_id > ?1\(filter) ORDER BY row_id", table: acct.segments[i].table) { s throws(BufferError) in
+        try conn.once("SELECT \(messageColumns) FROM \(acct.segments[i].table) WHERE row_id > ?1\(filter) ORDER BY row_id") { s throws(BufferError) in
             try s.bind(1, after)
             while out.count < limit, try s.step() {
                 let device = s.text(5)
@@ -1267,7 +1291,7 @@ final class BufferStore {
                 var victims: [(rowID: Int64, size: Int64, priority: UInt8, loss: LostReading?)] = []
                 var inFlight = 0
                 for segment in acct.segments {
-                try conn.with("SELECT row_id, size, priority, device_id, sequence FROM \(segment.table) WHERE kind = \(MessageKind.reading.rawValue) ORDER BY row_id", table: segment.table) { s throws(BufferError) in
+                try conn.once("SELECT row_id, size, priority, device_id, sequence FROM \(segment.table) WHERE kind = \(MessageKind.reading.rawValue) ORDER BY row_id") { s throws(BufferError) in
                     while try s.step() {
                         let device = s.text(3)
                         if let deviceIDs, !deviceIDs.contains(device ?? "") { continue }

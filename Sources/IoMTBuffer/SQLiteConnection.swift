@@ -120,12 +120,32 @@ final class SQLiteConnection {
         }
     }
 
+    /// Finalizes the cached statement for `sql`, if any.
+    func forget(_ sql: String) {
+        if let s = statements.removeValue(forKey: sql) { sqlite3_finalize(s.raw) }
+    }
+
     /// Prepares (or reuses) `sql`, hands it to `body`, and resets it afterwards.
     /// `table`: the segment table `sql` names, so `forgetStatements(for:)` finds it.
     func with<T>(_ sql: String, table: String? = nil, _ body: (Statement) throws(BufferError) -> T) throws(BufferError) -> T {
         let s = try prepare(sql, table: table)
         defer { s.reset() }
         return try body(s)
+    }
+
+    /// Prepares `sql` for this one use and finalizes it afterwards, bypassing the cache: for
+    /// statements run once per segment table over all of them (open, support queries), which
+    /// would otherwise keep one prepared statement per segment in memory.
+    func once<T>(_ sql: String, _ body: (Statement) throws(BufferError) -> T) throws(BufferError) -> T {
+        let db = try db()
+        var raw: OpaquePointer?
+        let rc = sqlite3_prepare_v3(db, sql, -1, 0, &raw, nil)
+        guard rc == SQLITE_OK, let raw else {
+            sqlite3_finalize(raw)
+            throw error(rc, "prepare \(sql)")
+        }
+        defer { sqlite3_finalize(raw) }
+        return try body(Statement(raw: raw, connection: self, sql: sql))
     }
 
     /// The first column of the first row of `sql`, as text (nil if no row or NULL).

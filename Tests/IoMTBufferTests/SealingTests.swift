@@ -61,7 +61,7 @@ import Testing
         let exported = try await b.pending(after: 0, limit: 100)
         #expect(exported.map(\.message) == originals)
         // Stored: nonce || ciphertext || tag, 28 bytes longer, flagged sealed; size counts it.
-        // (Rows 1...512 are the first segment table.)
+        // (The first rows are in the first segment table, messages_0.)
         #expect(try sqlite(path, "SELECT DISTINCT sealed FROM messages_0;") == "1")
         #expect(try sqlite(path, "SELECT length(payload) FROM messages_0 WHERE row_id = 1;") == "\(originals[0].payload.count + 28)")
         #expect(try await b.stats().bytes == originals.reduce(0) { $0 + BufferStore.logicalSize($1) + 28 })
@@ -230,7 +230,7 @@ import Testing
         }
         // Flip one byte of row 2's ciphertext with sqlite3, and move row 4's sealed payload
         // onto row 5 (an intact box on the wrong row: the id and topic no longer match).
-        // (Rows 1...512 are the first segment table.)
+        // (The first rows are in the first segment table, messages_0.)
         let hex = try sqlite(path, "SELECT hex(payload) FROM messages_0 WHERE row_id = 2;")
         var bytes = try #require(hexBytes(hex))
         bytes[20] ^= 0x01

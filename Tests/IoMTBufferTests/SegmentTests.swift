@@ -134,27 +134,28 @@ import Testing
             created_at INTEGER NOT NULL, size INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, \
             checksum INTEGER NOT NULL, sealed INTEGER NOT NULL DEFAULT 0); \
             CREATE INDEX messages_by_priority ON messages(priority); \
-            INSERT INTO messages SELECT * FROM messages_0; INSERT INTO messages SELECT * FROM messages_1; \
-            DROP TABLE messages_0; DROP TABLE messages_1; DELETE FROM meta WHERE name = 'row_high_water'; \
+            INSERT INTO messages SELECT * FROM messages_0; \
+            DROP TABLE messages_0; DELETE FROM meta WHERE name = 'row_high_water'; \
             PRAGMA user_version = 2;"
             """)
         #expect(rc == 0, "\(out)")
         let buffer = try await openBuffer(path)
         #expect(try await buffer._messageTables() == ["messages"])
         #expect(try await buffer._pragmaInt("user_version") == 3)
-        // New rows go to a segment above the legacy ids (row 701 is in segment 1: 513...1024).
+        // New rows go to a segment above the legacy ids (from row 701 to the end of its segment).
         let new = try await buffer.append(f.readings("dev-a", 701...710))
         #expect(new.rowIDs.first == 701)
-        #expect(try await buffer._messageTables() == ["messages", "messages_1"])
+        let segment = Segment.table(Segment.number(of: 701))
+        #expect(try await buffer._messageTables() == ["messages", segment])
         let leased = try await buffer.lease(limit: 1_000)
         #expect(seqs(leased) == Array(1...710))
         // Half the legacy rows: deleted row by row, the table stays.
         _ = try await buffer.ack(leased[0..<350].map(\.token))
-        #expect(try await buffer._messageTables() == ["messages", "messages_1"])
+        #expect(try await buffer._messageTables() == ["messages", segment])
         #expect(try await buffer.stats().messageCount == 360)
         // The rest: the legacy table is dropped.
         _ = try await buffer.ack(leased[350..<700].map(\.token))
-        #expect(try await buffer._messageTables() == ["messages_1"])
+        #expect(try await buffer._messageTables() == [segment])
         #expect(try await buffer.stats().messageCount == 10)
         await buffer.close()
         // Row ids are not reused after the legacy table went.
@@ -183,6 +184,25 @@ import Testing
         _ = try await buffer.ack(try await buffer.lease(limit: 1).map(\.token))
         #expect(try await buffer._messageTables() == [])
         _ = try await buffer.append([f.reading("dev-a", UInt64(s) + 1)], sequences: ["dev-a": UInt64(s) + 1])
+        #expect(try await buffer._messageTables() == ["messages_1"])
+        await buffer.close()
+    }
+
+    @Test func theSegmentBeingFilledIsDroppedAtTheNextOpenWhenEverythingInItWasDelivered() async throws {
+        let dir = try TempDir(); defer { dir.remove() }
+        let path = dir.path("b.db")
+        var f = MessageFactory()
+        do {
+            let buffer = try await openBuffer(path)
+            _ = try await buffer.append(f.readings("dev-a", 1...10), sequences: ["dev-a": 10])
+            _ = try await buffer.ack(try await buffer.lease(limit: 10).map(\.token))
+            #expect(try await buffer._messageTables() == ["messages_0"])
+            await buffer.close()
+        }
+        let buffer = try await openBuffer(path)
+        #expect(try await buffer._messageTables() == [])
+        let next = try await buffer.append(f.readings("dev-a", 11...11))
+        #expect(next.rowIDs == [Segment.rows + 1])
         #expect(try await buffer._messageTables() == ["messages_1"])
         await buffer.close()
     }
