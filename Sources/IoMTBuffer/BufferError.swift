@@ -65,11 +65,11 @@ public enum BufferError: Error, Hashable, Sendable, CustomStringConvertible {
         case .corrupt(let p, let d):
             return "buffer database \(p) is corrupt: restart the agent to move it aside and start a fresh buffer, then inspect the moved file (\(d))"
         case .cannotOpen(let p, let e, let d):
-            return "cannot open buffer database \(p) (errno \(e)): make sure its directory exists and is writable by the agent user, or change buffer.path (\(d))"
+            return "cannot open buffer database \(p) (errno \(e)): make sure its directory exists and is writable by the agent user, or change state_dir (\(d))"
         case .busy(let p, let d):
             return "buffer database \(p) is locked by another process: stop the other agent instance using that file (\(d))"
         case .schemaTooNew(let p, let f, let s):
-            return "buffer database \(p) has schema version \(f), this agent understands up to \(s): upgrade the agent, or point buffer.path at a new file (the old file still holds unsent readings)"
+            return "buffer database \(p) has schema version \(f), this agent understands up to \(s): upgrade the agent, or point state_dir at a new directory (the old file still holds unsent readings)"
         case .cannotMoveAside(let p, let dst, let e):
             return "buffer database \(p) is corrupt and could not be renamed to \(dst) (errno \(e)): make its directory writable, or move the file away by hand"
         case .cannotStartThread(let p, let e):
