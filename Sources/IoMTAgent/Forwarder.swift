@@ -275,12 +275,7 @@ public actor Forwarder {
                 await store.release(batch.map(\.token))
                 return false
             }
-            // Alerts first (issue 9): ahead of the gap records and live rows the lease puts
-            // before them in the same batch.
-            let ordered = batch.contains { $0.message.kind == .alert }
-                ? batch.filter { $0.message.kind == .alert } + batch.filter { $0.message.kind != .alert }
-                : batch
-            guard await send(ordered) else { return false }
+            guard await send(Forwarder.sendingOrder(batch)) else { return false }
         }
         return false
     }
@@ -333,6 +328,21 @@ public actor Forwarder {
             connected = false
             return false
         }
+    }
+
+    /// The order a leased batch is sent in: alerts first (issue 9), ahead of the gap records
+    /// and live rows the lease puts before them, and among themselves in the order they were
+    /// stored (row id), backlog or live: under `live-first` the lease lists live rows before
+    /// backlog rows, and a `clear` stored after a reconnection went out ahead of the `raise`
+    /// stored during the outage, so a consumer saw the alert cleared, then raised for good.
+    static func sendingOrder(_ batch: [StoredMessage]) -> [StoredMessage] {
+        guard batch.contains(where: { $0.message.kind == .alert }) else { return batch }
+        func rowID(_ m: StoredMessage) -> Int64 {
+            if case .message(let id) = m.token { return id }
+            return Int64.max
+        }
+        return batch.filter { $0.message.kind == .alert }.sorted { rowID($0) < rowID($1) }
+            + batch.filter { $0.message.kind != .alert }
     }
 
     static func kindName(_ kind: MessageKind) -> String {

@@ -28,22 +28,8 @@ struct BufferConfig: Sendable {
 /// segment until it is empty.
 let bufferSchemaVersion: Int32 = 3
 
-private let schemaV1 = """
-CREATE TABLE messages(
-    row_id     INTEGER PRIMARY KEY AUTOINCREMENT,
-    id_high    INTEGER NOT NULL,
-    id_low     INTEGER NOT NULL,
-    kind       INTEGER NOT NULL,
-    priority   INTEGER NOT NULL,
-    device_id  TEXT,
-    sequence   INTEGER,
-    created_at INTEGER NOT NULL,
-    size       INTEGER NOT NULL,
-    topic      TEXT NOT NULL,
-    payload    BLOB NOT NULL,
-    checksum   INTEGER NOT NULL
-);
-CREATE INDEX messages_by_priority ON messages(priority);
+/// Tables other than the message rows, as version 1 created them (`gaps`, `device_state`).
+private let stateTablesV1 = """
 CREATE TABLE gaps(
     gap_id         INTEGER PRIMARY KEY AUTOINCREMENT,
     id_high        INTEGER NOT NULL,
@@ -63,23 +49,28 @@ CREATE TABLE device_state(
     lost_total    INTEGER NOT NULL DEFAULT 0,
     cursor        TEXT
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
 """
 
-/// Version 2 (encryption at rest): a `sealed` flag per message row (1: `payload` is
-/// `nonce || ciphertext || tag`, see `PayloadSealer`; 0: plaintext, as every v1 row) and a
-/// `meta` table holding the key check (the known constant sealed under the buffer's key), so a
-/// wrong key is refused at open. Rows of a v1 file stay plaintext and readable.
-/// `gaps` and `device_state` stay plaintext by design: they hold device ids, sequence numbers,
-/// loss reasons, times and source cursors, no patient id and no reading value.
-private let migrationV2 = """
-ALTER TABLE messages ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
+/// The `meta` table of version 2 (encryption at rest): the key check (the known constant
+/// sealed under the buffer's key), so a wrong key is refused at open; since version 3 also the
+/// row-id high-water mark.
+private let metaTable = """
 CREATE TABLE meta(
     name  TEXT PRIMARY KEY NOT NULL,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
-PRAGMA user_version = 2;
 """
+
+/// A new file: version 3 directly (message rows go to segment tables as they come).
+private let freshSchema = stateTablesV1 + metaTable + "PRAGMA user_version = 3;"
+
+/// Version 1 kept message rows in one table, `messages` (the columns of `Segment.createSQL`
+/// without `sealed`, `row_id` AUTOINCREMENT, an index on `priority`). Version 2 added a `sealed`
+/// flag per row (1: `payload` is `nonce || ciphertext || tag`, see `PayloadSealer`; 0:
+/// plaintext, as every v1 row) and the `meta` table. Rows of a v1 file stay plaintext and
+/// readable. `gaps` and `device_state` stay plaintext by design: they hold device ids, sequence
+/// numbers, loss reasons, times and source cursors, no patient id and no reading value.
+private let migrationV2 = "ALTER TABLE messages ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;" + metaTable + "PRAGMA user_version = 2;"
 
 /// Name of the `meta` row holding the highest row id any segment was created for, so row ids
 /// are not reused after every segment was dropped.
@@ -299,10 +290,11 @@ final class BufferStore {
         if version > bufferSchemaVersion {
             throw BufferError.schemaTooNew(path: path, found: version, supported: bufferSchemaVersion)
         }
-        if version < bufferSchemaVersion {
+        if version == 0 {
+            try conn.transaction { () throws(BufferError) in try conn.exec(freshSchema) }
+        } else if version < bufferSchemaVersion {
             try conn.transaction { () throws(BufferError) in
-                if version == 0 { try conn.exec(schemaV1) }
-                if version <= 1 { try conn.exec(migrationV2) }
+                if version == 1 { try conn.exec(migrationV2) }
                 try migrateToV3(conn)
             }
         }
@@ -1013,21 +1005,30 @@ final class BufferStore {
         }
     }
 
-    /// Deletes message rows now (inside the caller's transaction), as runs of consecutive row
-    /// ids within one segment, one range `DELETE` each (a drain acknowledges rows leased in
-    /// order). Every id of a run is in `rowIDs`, so a range holds no other row. Returns the
-    /// number of rows deleted.
-    private func deleteRuns(_ ids: [Int64]) throws(BufferError) -> Int {
+    /// Calls `body` with each run of consecutive row ids of `ids` within one segment (its
+    /// first and last id), in row order: one range statement per run instead of one per row.
+    /// Every id of a run is in `ids`, so a range holds no other row.
+    private func forEachRun(_ ids: [Int64], _ body: (Segment, Int64, Int64) throws(BufferError) -> Void) throws(BufferError) {
         let rowIDs = ids.sorted()
-        var n = 0
         var i = 0
         while i < rowIDs.count {
             guard let s = acct.segments.index(holding: rowIDs[i]) else { i += 1; continue }
             let segment = acct.segments[s]
             var j = i
             while j + 1 < rowIDs.count, rowIDs[j + 1] <= rowIDs[j] + 1, rowIDs[j + 1] <= segment.last { j += 1 }
+            try body(segment, rowIDs[i], rowIDs[j])
+            i = j + 1
+        }
+    }
+
+    /// Deletes message rows now (inside the caller's transaction), a range `DELETE` per run (a
+    /// drain acknowledges rows leased in order), and takes them out of the accounting. Returns
+    /// the number of rows deleted.
+    private func deleteRuns(_ ids: [Int64]) throws(BufferError) -> Int {
+        var n = 0
+        try forEachRun(ids) { segment, low, high throws(BufferError) in
             try conn.with("DELETE FROM \(segment.table) WHERE row_id >= ?1 AND row_id <= ?2 RETURNING priority, size", table: segment.table) { st throws(BufferError) in
-                try st.bind(1, rowIDs[i]); try st.bind(2, rowIDs[j])
+                try st.bind(1, low); try st.bind(2, high)
                 while try st.step() {
                     acct.bytes -= st.int64(1)
                     acct.count -= 1
@@ -1036,26 +1037,20 @@ final class BufferStore {
                     n += 1
                 }
             }
-            i = j + 1
         }
         return n
     }
 
     /// Deletes the held rows row by row (inside the caller's transaction): when more than
     /// `heldLimit` wait (their segments still hold rows not acknowledged, e.g. refused ones),
-    /// and at close, so a clean restart sends none of them again.
+    /// and at close, so a clean restart sends none of them again. (They are out of the
+    /// accounting already.)
     private func deleteHeld() throws(BufferError) {
-        let ids = acct.held.keys.sorted()
-        var i = 0
-        while i < ids.count {
-            guard let s = acct.segments.index(holding: ids[i]) else { i += 1; continue }
-            let segment = acct.segments[s]
-            var j = i
-            while j + 1 < ids.count, ids[j + 1] <= ids[j] + 1, ids[j + 1] <= segment.last { j += 1 }
+        let ids = Array(acct.held.keys)
+        try forEachRun(ids) { segment, low, high throws(BufferError) in
             try conn.with("DELETE FROM \(segment.table) WHERE row_id >= ?1 AND row_id <= ?2", table: segment.table) { st throws(BufferError) in
-                try st.bind(1, ids[i]); try st.bind(2, ids[j]); try st.run()
+                try st.bind(1, low); try st.bind(2, high); try st.run()
             }
-            i = j + 1
         }
         acct.held = [:]
         try dropFinishedSegments(holding: ids)

@@ -73,6 +73,28 @@ import Testing
 }
 
 @Suite struct WireDetailsTests {
+    /// Under live-first a lease lists live rows before backlog rows; a broker-unreachable alert's
+    /// `clear` (stored after the reconnection: live) went out ahead of its `raise` (stored during
+    /// the outage: backlog), so consumers saw it raised for good. Alerts go first, in the order
+    /// they were stored; the rest keeps the lease's order.
+    @Test func alertsGoFirstInTheOrderTheyWereStoredBacklogOrLive() {
+        func stored(_ row: Int64, _ kind: MessageKind, backlog: Bool) -> StoredMessage {
+            let m = OutgoingMessage(id: ReadingID(high: 0x0190_0000_0000_7000 | UInt64(row), low: 0x8000_0000_0000_0000),
+                                    kind: kind, topic: "t/\(row)", payload: [], deviceID: nil, sequence: nil,
+                                    createdAt: Timestamp(millisecondsSinceEpoch: row))
+            return StoredMessage(token: .message(row), message: m, isBacklog: backlog)
+        }
+        let gap = StoredMessage(token: .gap(1), message: stored(0, .gap, backlog: false).message, isBacklog: false)
+        // As `lease(limit:backlogLimit:liveAfter:)` lists them: gaps, live rows, backlog rows.
+        let batch = [gap, stored(90, .reading, backlog: false), stored(95, .alert, backlog: false),
+                     stored(3, .alert, backlog: true), stored(4, .reading, backlog: true), stored(7, .alert, backlog: true)]
+        let sent = Forwarder.sendingOrder(batch)
+        #expect(sent.map(\.token) == [.message(3), .message(7), .message(95), .gap(1), .message(90), .message(4)])
+        // Without alerts, the lease's order stands.
+        let plain = batch.filter { $0.message.kind != .alert }
+        #expect(Forwarder.sendingOrder(plain).map(\.token) == plain.map(\.token))
+    }
+
     @Test func backlogMarkIsSplicedIntoJSONObjectsOnly() {
         #expect(String(decoding: Forwarder.markBacklog(Array(#"{"a":1}"#.utf8)), as: UTF8.self) == #"{"backlog":true,"a":1}"#)
         #expect(Forwarder.markBacklog(Array("[1]".utf8)) == Array("[1]".utf8))
