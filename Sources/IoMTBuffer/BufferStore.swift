@@ -696,13 +696,12 @@ final class BufferStore {
     /// Drops the segments holding any of `rowIDs` that are full and hold nothing but
     /// acknowledged rows (or nothing at all).
     private func dropFinishedSegments<S: Sequence>(holding rowIDs: S) throws(BufferError) where S.Element == Int64 {
-        var seen = Set<String>()
-        var candidates: [Segment] = []
+        // By index (the list does not change until the drops below): no string hashing per row.
+        var seen = Set<Int>()
         for rowID in rowIDs {
-            guard let i = acct.segments.index(holding: rowID), seen.insert(acct.segments[i].table).inserted else { continue }
-            candidates.append(acct.segments[i])
+            if let i = acct.segments.index(holding: rowID) { seen.insert(i) }
         }
-        for segment in candidates { try dropIfFinished(segment) }
+        for segment in seen.sorted().map({ acct.segments[$0] }) { try dropIfFinished(segment) }
     }
 
     private func dropIfFinished(_ segment: Segment) throws(BufferError) {
